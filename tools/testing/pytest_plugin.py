@@ -1,0 +1,57 @@
+"""The pytest plugin every jobworker test runs with (loaded by //tools:pytest.bzl).
+
+It runs ``async def`` tests on a fresh event loop and fails a test that leaves behind an
+asyncio task, a thread, an fd, a child process or a job cgroup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tools.testing.leakcheck import Snapshot, wait_for_no_leaks
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Runs coroutine tests to completion and fails them on leftover tasks."""
+    func = pyfuncitem.obj
+    if not inspect.iscoroutinefunction(func):
+        return None
+    kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+
+    async def run_and_check() -> None:
+        await func(**kwargs)
+        current = asyncio.current_task()
+        leftover = [t for t in asyncio.all_tasks() if t is not current]
+        if leftover:
+            for task in leftover:
+                task.cancel()
+            await asyncio.gather(*leftover, return_exceptions=True)
+            pytest.fail(f"test left {len(leftover)} asyncio task(s) running: {leftover!r}")
+
+    with asyncio.Runner(debug=True) as runner:
+        runner.run(run_and_check())
+    return True
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails the test if it leaked threads, fds, child processes or job cgroups."""
+    if request.node.get_closest_marker("allow_leaks"):
+        yield
+        return
+    before = Snapshot.take()
+    yield
+    leaks = wait_for_no_leaks(before)
+    if leaks:
+        pytest.fail(f"test leaked: {leaks}", pytrace=False)
+
+
+def pytest_configure(config: Any) -> None:
+    """Registers the markers this plugin reads."""
+    config.addinivalue_line("markers", "allow_leaks: skip the leak check (module fixtures only)")

@@ -1,0 +1,73 @@
+"""The small protocol that the manager uses and both cgroup drivers implement."""
+
+from __future__ import annotations
+
+import enum
+from typing import Protocol
+
+from worker.spec import Limits
+from worker.status import Usage
+
+# Every job cgroup directory is named JOB_DIR_PREFIX + job_id, under a parent directory
+# named PARENT_DIR_NAME, so that the startup sweep and the tests' leak check can find them.
+PARENT_DIR_NAME = "jobworker"
+JOB_DIR_PREFIX = "job-"
+
+
+class CgroupMode(enum.Enum):
+    """How the host mounts cgroups."""
+
+    UNIFIED = "unified"  # cgroup v2 only.
+    HYBRID = "hybrid"  # v1 controllers plus a v2 hierarchy without them (systemd "hybrid").
+    LEGACY = "legacy"  # v1 only.
+
+
+class JobCgroup(Protocol):
+    """The cgroup (v2) or cgroups (v1, one per hierarchy) of one job."""
+
+    @property
+    def procs_files(self) -> tuple[str, ...]:
+        """The cgroup.procs files that the forked child writes "0" into before exec."""
+        ...
+
+    def signal_all(self, sig: int) -> None:
+        """Sends ``sig`` to every process in the job's cgroup."""
+        ...
+
+    def kill_all(self) -> None:
+        """SIGKILLs every process in the cgroup, race-free (cgroup.kill or freezer)."""
+        ...
+
+    def is_empty(self) -> bool:
+        """Returns True when no process is left in the cgroup."""
+        ...
+
+    def usage(self) -> Usage:
+        """Reads CPU, memory and IO usage, and the OOM kill counter."""
+        ...
+
+    async def remove(self) -> None:
+        """Removes the cgroup directories, retrying EBUSY with backoff off the event loop."""
+        ...
+
+
+class CgroupDriver(Protocol):
+    """Creates job cgroups under the daemon's own cgroup, on one cgroup version."""
+
+    @property
+    def mode(self) -> CgroupMode:
+        """The detected mount mode."""
+        ...
+
+    def create(self, job_id: str, limits: Limits) -> JobCgroup:
+        """Creates the job's cgroup and applies every set limit.
+
+        Raises:
+            CgroupError: A directory could not be made or a limit was refused; nothing is
+                left behind.
+        """
+        ...
+
+    async def sweep(self) -> int:
+        """Kills and removes job cgroups left by an earlier run; returns how many."""
+        ...
