@@ -48,7 +48,9 @@ class Limits:
             if isinstance(self.cpu, bool) or not isinstance(self.cpu, int | float):
                 raise InvalidSpec("limits.cpu", "must be a number")
             if not 0.01 <= self.cpu <= 1024:
-                raise InvalidSpec("limits.cpu", f"must be between 0.01 and 1024 cores, got {self.cpu}")
+                raise InvalidSpec(
+                    "limits.cpu", f"must be between 0.01 and 1024 cores, got {self.cpu}"
+                )
         for name, low in (
             ("memory_bytes", 1 << 20),
             ("io_read_bps", 1),
@@ -67,7 +69,9 @@ class Limits:
         """Returns these limits with unset fields taken from ``defaults``."""
         return Limits(
             **{
-                f.name: getattr(defaults, f.name) if getattr(self, f.name) is None else getattr(self, f.name)
+                f.name: getattr(defaults, f.name)
+                if getattr(self, f.name) is None
+                else getattr(self, f.name)
                 for f in dataclasses.fields(self)
             }
         )
@@ -102,13 +106,12 @@ class JobSpec:
     limits: Limits = Limits()
 
     def __post_init__(self) -> None:
-        if isinstance(self.argv, str | bytes) or not isinstance(self.argv, tuple | list):
-            raise InvalidSpec("argv", "must be a sequence of strings")
-        argv = tuple(self.argv)
+        argv: tuple[object, ...] = tuple(self.argv) if isinstance(self.argv, tuple | list) else ()
+        if not isinstance(self.argv, tuple | list):
+            raise InvalidSpec("argv", "must be a list of strings")
         if not argv:
             raise InvalidSpec("argv", "must not be empty")
-        for i, arg in enumerate(argv):
-            _check_text(f"argv[{i}]", arg, allow_empty=i > 0)
+        checked = tuple(_check_text(f"argv[{i}]", a, allow_empty=i > 0) for i, a in enumerate(argv))
         _check_text("owner", self.owner)
         if len(self.owner) > MAX_OWNER_LEN:
             raise InvalidSpec("owner", f"longer than {MAX_OWNER_LEN} characters")
@@ -120,7 +123,7 @@ class JobSpec:
             if "=" in key:
                 raise InvalidSpec(f"env[{key!r}]", "key must not contain '='")
             env[key] = _check_text(f"env[{key!r}]", value, allow_empty=True)
-        size = sum(len(a.encode()) + 1 for a in argv) + sum(
+        size = sum(len(a.encode()) + 1 for a in checked) + sum(
             len(k.encode()) + len(v.encode()) + 2 for k, v in env.items()
         )
         if size > MAX_ARGS_BYTES:
@@ -130,5 +133,5 @@ class JobSpec:
             raise InvalidSpec("cwd", "must be an absolute path")
         if not isinstance(self.limits, Limits):
             raise InvalidSpec("limits", "must be a Limits value")
-        object.__setattr__(self, "argv", argv)
+        object.__setattr__(self, "argv", checked)
         object.__setattr__(self, "env", types.MappingProxyType(env))

@@ -44,7 +44,7 @@ def _cgroup_mounts() -> list[Path]:
 
 
 def _job_cgroups() -> frozenset[str]:
-    found = set()
+    found: set[str] = set()
     for mount in _cgroup_mounts():
         for dirpath, dirnames, _ in os.walk(mount):
             if os.path.basename(dirpath) == PARENT_DIR_NAME:
