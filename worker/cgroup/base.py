@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
+import re
 from typing import Protocol
 
+from worker.errors import CgroupError
 from worker.spec import Limits
 from worker.status import Usage
 
@@ -12,6 +14,19 @@ from worker.status import Usage
 # named PARENT_DIR_NAME, so that the startup sweep and the tests' leak check can find them.
 PARENT_DIR_NAME = "jobworker"
 JOB_DIR_PREFIX = "job-"
+# Job ids become directory names, so they may not hold "/" or be "." or "..".
+_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def job_dir_name(job_id: str) -> str:
+    """Returns the cgroup directory name of a job.
+
+    Raises:
+        CgroupError: ``job_id`` is not a URL-safe token that can name a directory.
+    """
+    if not _JOB_ID.fullmatch(job_id):
+        raise CgroupError(f"job id {job_id!r} is not a URL-safe token of 1 to 128 characters")
+    return JOB_DIR_PREFIX + job_id
 
 
 class CgroupMode(enum.Enum):

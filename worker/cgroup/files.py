@@ -1,0 +1,175 @@
+"""Checked reads and writes of cgroup control files, shared by the v1 and v2 drivers.
+
+Every helper turns an OSError into a CgroupError that names the file, the value and the
+kernel's reason, so that a refused limit fails the job's start with a message a human can act
+on. Control files are tiny (a few hundred bytes), so these blocking calls are cheap enough to
+make on the event loop.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from worker.errors import CgroupError
+
+# Rounds of "read cgroup.procs, signal what is new" before giving up on a cgroup whose
+# processes keep forking; kill_until_empty() (teardown.py) calls kill_all() again anyway.
+_MAX_SIGNAL_ROUNDS = 64
+
+
+def write(path: Path, value: str) -> None:
+    """Writes ``value`` to a control file with a single write call, as the kernel expects.
+
+    Raises:
+        CgroupError: The file is missing or the kernel refused the value.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as err:
+        raise CgroupError(f"cannot open {path} to write {value!r}: {err.strerror}") from err
+    try:
+        data = value.encode()
+        written = os.write(fd, data)
+        if written != len(data):
+            raise CgroupError(f"short write of {value!r} to {path}: {written} bytes")
+    except OSError as err:
+        raise CgroupError(f"kernel refused {value!r} in {path}: {err.strerror}") from err
+    finally:
+        os.close(fd)
+
+
+def read(path: Path) -> str:
+    """Returns the content of a control file.
+
+    Raises:
+        CgroupError: The file cannot be read.
+    """
+    try:
+        return path.read_text()
+    except OSError as err:
+        raise CgroupError(f"cannot read {path}: {err.strerror}") from err
+
+
+def read_int(path: Path) -> int:
+    """Returns a control file holding a single integer."""
+    text = read(path).strip()
+    try:
+        return int(text)
+    except ValueError as err:
+        raise CgroupError(f"{path} holds {text!r}, not an integer") from err
+
+
+def read_keyed(path: Path) -> dict[str, int]:
+    """Parses a flat keyed file ("key value" per line), such as memory.events or cpu.stat."""
+    values = {}
+    for line in read(path).splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().lstrip("-").isdigit():
+            values[key] = int(value)
+    return values
+
+
+def read_pids(procs_file: Path) -> set[int]:
+    """Returns the pids listed in a cgroup.procs file; empty if the cgroup is gone."""
+    try:
+        return {int(p) for p in procs_file.read_text().split()}
+    except FileNotFoundError:
+        return set()
+    except OSError as err:
+        raise CgroupError(f"cannot read {procs_file}: {err.strerror}") from err
+
+
+def signal_procs(procs_files: Sequence[Path], sig: int) -> None:
+    """Sends ``sig`` to every process listed in ``procs_files``, without hitting reused pids.
+
+    A pid read from cgroup.procs may exit and be reused by an unrelated process before
+    kill(2). So each pid is first pinned with pidfd_open(2), the files are read again, and
+    only pidfds whose pid is still listed are signalled with pidfd_send_signal(2): the pidfd
+    was opened before that second read, so it names a process that was in the cgroup. Rounds
+    repeat until one finds nothing new, which catches children forked meanwhile.
+    """
+    done: set[int] = set()
+    for _ in range(_MAX_SIGNAL_ROUNDS):
+        listed = _read_all(procs_files) - done
+        if not listed:
+            return
+        pidfds = _open_pidfds(listed)
+        try:
+            still = _read_all(procs_files)
+            for pid, pidfd in pidfds.items():
+                if pid in still:
+                    _send(pidfd, sig)
+        finally:
+            for pidfd in pidfds.values():
+                os.close(pidfd)
+        done |= listed
+
+
+def _read_all(procs_files: Iterable[Path]) -> set[int]:
+    pids: set[int] = set()
+    for procs_file in procs_files:
+        pids |= read_pids(procs_file)
+    return pids
+
+
+def _open_pidfds(pids: Iterable[int]) -> dict[int, int]:
+    pidfds = {}
+    for pid in pids:
+        try:
+            pidfds[pid] = os.pidfd_open(pid)
+        except ProcessLookupError:  # Exited since the read: nothing to signal.
+            continue
+    return pidfds
+
+
+def _send(pidfd: int, sig: int) -> None:
+    try:
+        signal.pidfd_send_signal(pidfd, sig)
+    except ProcessLookupError:  # Exited (it may be a zombie) after the pidfd was opened.
+        return
+    except OSError as err:
+        raise CgroupError(f"cannot send signal {sig}: {err.strerror}") from err
+
+
+def make_dir(path: Path) -> None:
+    """Creates one cgroup directory, which must not exist yet.
+
+    Raises:
+        CgroupError: The directory exists already or could not be made.
+    """
+    try:
+        path.mkdir()
+    except OSError as err:
+        raise CgroupError(f"cannot create cgroup {path}: {err.strerror}") from err
+
+
+def ensure_dir(path: Path) -> None:
+    """Creates a cgroup directory unless it exists (the shared parent and leaf dirs)."""
+    try:
+        path.mkdir(exist_ok=True)
+    except OSError as err:
+        raise CgroupError(f"cannot create cgroup {path}: {err.strerror}") from err
+
+
+def try_rmdir(path: Path) -> bool:
+    """Removes an empty cgroup directory; returns False when the kernel says it is busy.
+
+    rmdir(2) of a cgroup fails with EBUSY while it still has processes or children
+    (Documentation/admin-guide/cgroup-v1/cgroups.rst, "Removing a cgroup").
+
+    Raises:
+        CgroupError: rmdir failed for a reason other than EBUSY or ENOENT.
+    """
+    try:
+        path.rmdir()
+    except FileNotFoundError:
+        return True
+    except OSError as err:
+        if err.errno == errno.EBUSY:
+            return False
+        raise CgroupError(f"cannot remove cgroup {path}: {err.strerror}") from err
+    return True

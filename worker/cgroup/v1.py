@@ -1,0 +1,227 @@
+"""The cgroup v1 driver (legacy and hybrid hosts): one directory per job in each hierarchy.
+
+Layout: ``<root>/<controller>/<daemon's own path in that hierarchy>/jobworker/job-<id>`` for
+each of the controllers below. Hierarchies mounted together (for example "cpu,cpuacct" with
+cpu and cpuacct as symlinks) resolve to one directory, which is made and removed once.
+v1 has no no-internal-process rule, so the daemon stays where it is.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Mapping
+from pathlib import Path
+
+from worker.cgroup import files, teardown
+from worker.cgroup.base import JOB_DIR_PREFIX, PARENT_DIR_NAME, CgroupMode, job_dir_name
+from worker.cgroup.blockdev import BlockDevice
+from worker.errors import CgroupError
+from worker.spec import Limits
+from worker.status import Usage
+
+REQUIRED_CONTROLLERS = ("cpu", "cpuacct", "memory", "blkio", "pids", "freezer")
+# CFS bandwidth: quota per period (Documentation/scheduler/sched-bwc.rst). 100 ms is the
+# kernel default period; the quota is the fraction of it the job may run, summed over CPUs.
+CFS_PERIOD_US = 100_000
+
+
+def _unique_dirs(dirs: Mapping[str, Path]) -> tuple[Path, ...]:
+    """Returns ``dirs`` without the duplicates of co-mounted hierarchies, in a stable order."""
+    seen: dict[Path, Path] = {}
+    for path in dirs.values():
+        seen.setdefault(path.parent.resolve() / path.name, path)
+    return tuple(seen.values())
+
+
+class V1JobCgroup:
+    """The cgroups of one job, one per v1 hierarchy; implements base.JobCgroup."""
+
+    def __init__(self, dirs: Mapping[str, Path]) -> None:
+        """Wraps existing job directories.
+
+        Args:
+            dirs: The job's directory in each hierarchy, keyed by controller name.
+        """
+        self._dirs = dict(dirs)
+        self._unique = _unique_dirs(self._dirs)
+
+    @property
+    def procs_files(self) -> tuple[str, ...]:
+        """The cgroup.procs file of each distinct hierarchy."""
+        return tuple(str(d / "cgroup.procs") for d in self._unique)
+
+    def _procs(self) -> list[Path]:
+        return [d / "cgroup.procs" for d in self._unique]
+
+    def _frozen_signal(self, sig: int) -> None:
+        # The v1 freezer stops every task and, while FREEZING, freezes new children at fork
+        # (Documentation/admin-guide/cgroup-v1/freezer-subsystem.rst), so the pid list cannot
+        # outrun the signals. SIGKILL stays pending on a frozen task; it dies at THAWED.
+        # A leftover found by sweep() may have lost its freezer directory; signal anyway.
+        if "freezer" not in self._dirs:
+            files.signal_procs(self._procs(), sig)
+            return
+        state = self._dirs["freezer"] / "freezer.state"
+        files.write(state, "FROZEN")
+        try:
+            files.signal_procs(self._procs(), sig)
+        finally:
+            files.write(state, "THAWED")
+
+    def signal_all(self, sig: int) -> None:
+        """Sends ``sig`` to every process of the job, frozen so none escapes by forking."""
+        self._frozen_signal(sig)
+
+    def kill_all(self) -> None:
+        """SIGKILLs every process of the job under the freezer."""
+        self._frozen_signal(signal.SIGKILL)
+
+    def is_empty(self) -> bool:
+        """Returns True when no hierarchy lists a process of the job."""
+        return not any(files.read_pids(p) for p in self._procs())
+
+    def usage(self) -> Usage:
+        """Reads cpuacct, memory and blkio counters (Documentation/admin-guide/cgroup-v1/)."""
+        memory = self._dirs["memory"]
+        read_bytes = write_bytes = 0
+        # Lines are "MAJ:MIN Op bytes" plus a final "Total bytes". Only IO that the throttle
+        # layer saw is counted; on v1 buffered writeback is charged to the flusher, not here.
+        for line in files.read(self._dirs["blkio"] / "blkio.throttle.io_service_bytes").split("\n"):
+            fields = line.split()
+            if len(fields) == 3 and fields[1] == "Read":
+                read_bytes += int(fields[2])
+            elif len(fields) == 3 and fields[1] == "Write":
+                write_bytes += int(fields[2])
+        return Usage(
+            cpu_usec=files.read_int(self._dirs["cpuacct"] / "cpuacct.usage") // 1000,
+            memory_bytes=files.read_int(memory / "memory.usage_in_bytes"),
+            memory_peak_bytes=files.read_int(memory / "memory.max_usage_in_bytes"),
+            io_read_bytes=read_bytes,
+            io_write_bytes=write_bytes,
+            # oom_kill is in memory.oom_control since Linux 4.13.
+            oom_kills=files.read_keyed(memory / "memory.oom_control").get("oom_kill", 0),
+        )
+
+    async def remove(self) -> None:
+        """Removes the job's directory in every hierarchy, retrying EBUSY."""
+        await teardown.remove_dirs(self._unique)
+
+
+class V1Driver:
+    """Creates job cgroups on a cgroup v1 host; implements base.CgroupDriver."""
+
+    def __init__(
+        self, mode: CgroupMode, parents: Mapping[str, Path], devices: tuple[BlockDevice, ...]
+    ) -> None:
+        """Uses existing parent directories; see open_v1_driver().
+
+        Args:
+            mode: LEGACY or HYBRID.
+            parents: The jobworker parent directory in each hierarchy, keyed by controller.
+            devices: Whole disks to apply IO limits to.
+        """
+        self._mode = mode
+        self._parents = dict(parents)
+        self._devices = devices
+
+    @property
+    def mode(self) -> CgroupMode:
+        """The detected mount mode."""
+        return self._mode
+
+    @property
+    def parents(self) -> Mapping[str, Path]:
+        """The jobworker parent directory in each hierarchy."""
+        return dict(self._parents)
+
+    def _job(self, name: str) -> V1JobCgroup:
+        return V1JobCgroup({c: p / name for c, p in self._parents.items()})
+
+    def create(self, job_id: str, limits: Limits) -> V1JobCgroup:
+        """Makes the job's directory in every hierarchy and applies ``limits``.
+
+        Raises:
+            CgroupError: A directory could not be made or a limit was refused; what was made
+                is removed again.
+        """
+        job = self._job(job_dir_name(job_id))
+        made: list[Path] = []
+        try:
+            for path in job._unique:
+                files.make_dir(path)
+                made.append(path)
+            self._apply(job._dirs, limits)
+        except CgroupError:
+            for path in reversed(made):
+                files.try_rmdir(path)
+            raise
+        return job
+
+    def _apply(self, dirs: Mapping[str, Path], limits: Limits) -> None:
+        if limits.cpu is not None:
+            files.write(dirs["cpu"] / "cpu.cfs_period_us", str(CFS_PERIOD_US))
+            quota = max(1000, round(limits.cpu * CFS_PERIOD_US))  # The kernel minimum is 1 ms.
+            files.write(dirs["cpu"] / "cpu.cfs_quota_us", str(quota))
+        if limits.memory_bytes is not None:
+            memory = dirs["memory"]
+            files.write(memory / "memory.limit_in_bytes", str(limits.memory_bytes))
+            # memsw limits memory plus swap, so equal values mean "no swap". It must be set
+            # after limit_in_bytes (it may not be lower). It is missing when the kernel runs
+            # without swap accounting, and then swap is not charged to the job at all.
+            memsw = memory / "memory.memsw.limit_in_bytes"
+            if memsw.exists():
+                files.write(memsw, str(limits.memory_bytes))
+        for key, bps in (("read", limits.io_read_bps), ("write", limits.io_write_bps)):
+            if bps is None:
+                continue
+            if not self._devices:
+                raise CgroupError(f"io {key} limit set, but no block device to throttle")
+            for dev in self._devices:
+                files.write(dirs["blkio"] / f"blkio.throttle.{key}_bps_device", f"{dev} {bps}")
+        if limits.pids is not None:
+            files.write(dirs["pids"] / "pids.max", str(limits.pids))
+
+    async def sweep(self) -> int:
+        """Kills and removes every job cgroup found under the parents; returns how many."""
+        names: set[str] = set()
+        for parent in self._parents.values():
+            names.update(
+                p.name for p in parent.iterdir() if p.is_dir() and p.name.startswith(JOB_DIR_PREFIX)
+            )
+        for name in sorted(names):
+            present = {c: p / name for c, p in self._parents.items() if (p / name).is_dir()}
+            job = V1JobCgroup(present)
+            await teardown.kill_until_empty(job)
+            await job.remove()
+        return len(names)
+
+
+def open_v1_driver(
+    mode: CgroupMode, root: Path, own: Mapping[str, str], devices: tuple[BlockDevice, ...]
+) -> V1Driver:
+    """Checks the v1 controllers and makes the jobworker parent in each hierarchy.
+
+    Args:
+        mode: LEGACY or HYBRID.
+        root: Where the hierarchies are mounted, one directory per controller.
+        own: The daemon's path in each hierarchy, by controller, from /proc/self/cgroup.
+        devices: Whole disks to apply IO limits to.
+
+    Raises:
+        CgroupError: A required controller is missing (all missing ones are named), or a
+            parent directory could not be made.
+    """
+    missing = [
+        c
+        for c in REQUIRED_CONTROLLERS
+        if c not in own or not (root / c / own[c].lstrip("/") / "cgroup.procs").exists()
+    ]
+    if missing:
+        raise CgroupError(
+            f"cgroup v1 controllers missing at {root}: {', '.join(missing)} "
+            f"(jobworker needs {', '.join(REQUIRED_CONTROLLERS)})"
+        )
+    parents = {c: root / c / own[c].lstrip("/") / PARENT_DIR_NAME for c in REQUIRED_CONTROLLERS}
+    for parent in parents.values():
+        files.ensure_dir(parent)
+    return V1Driver(mode, parents, devices)
