@@ -1,0 +1,152 @@
+"""Request validation and conversion between protobuf messages and worker types.
+
+Every check raises ``InvalidSpec(field, reason)``, which api/errors.py turns into
+INVALID_ARGUMENT naming the field. Argv, env and cwd are checked by ``JobSpec`` itself and
+limits by ``Limits``; this module adds the checks of fields the worker types do not have.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import re
+
+from google.protobuf import timestamp_pb2
+
+from jobworker.v1 import jobworker_pb2 as pb
+from worker.errors import InvalidSpec
+from worker.spec import DEFAULT_PATH, JobSpec, Limits
+from worker.status import JobState, JobStatus, Usage
+
+# Job ids are random URL-safe base64 text (worker/status.py). A malformed id is rejected
+# with INVALID_ARGUMENT rather than NOT_FOUND: no job can have such an id, so saying so
+# reveals nothing about other users' jobs, and the client learns its input was wrong.
+_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_GRACE_SECONDS = 300.0
+
+_STATES = {
+    JobState.RUNNING: pb.JOB_STATE_RUNNING,
+    JobState.EXITED: pb.JOB_STATE_EXITED,
+    JobState.STOPPED: pb.JOB_STATE_STOPPED,
+    JobState.FAILED: pb.JOB_STATE_FAILED,
+}
+_LIMIT_FIELDS = ("cpu", "memory_bytes", "io_read_bps", "io_write_bps", "pids")
+
+
+def job_id(value: str) -> str:
+    """Returns ``value`` if it is a well-formed job id.
+
+    Raises:
+        InvalidSpec: On field ``job_id``.
+    """
+    if not _JOB_ID.fullmatch(value):
+        raise InvalidSpec("job_id", "must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'")
+    return value
+
+
+def grace(request: pb.StopJobRequest) -> float | None:
+    """Returns the requested grace period in seconds, or None for the daemon default.
+
+    Raises:
+        InvalidSpec: On field ``grace_seconds`` when negative, not finite, or too long.
+    """
+    if not request.HasField("grace_seconds"):
+        return None
+    value = request.grace_seconds
+    if not (math.isfinite(value) and 0 <= value <= MAX_GRACE_SECONDS):
+        raise InvalidSpec("grace_seconds", f"must be between 0 and {MAX_GRACE_SECONDS:g}")
+    return value
+
+
+def offset(request: pb.StreamOutputRequest) -> int:
+    """Returns the requested output offset.
+
+    Raises:
+        InvalidSpec: On field ``offset`` when negative.
+    """
+    if request.offset < 0:
+        raise InvalidSpec("offset", f"must not be negative, got {request.offset}")
+    return request.offset
+
+
+def limits_from_pb(message: pb.Limits) -> Limits:
+    """Converts protobuf limits; unset fields stay None (daemon default).
+
+    Raises:
+        InvalidSpec: On ``limits.<field>`` for negative, zero, absurd or non-finite values.
+    """
+    values = {
+        name: getattr(message, name) if message.HasField(name) else None for name in _LIMIT_FIELDS
+    }
+    return Limits(**values)
+
+
+def spec_from_request(request: pb.StartJobRequest, owner: str) -> JobSpec:
+    """Builds and validates the job spec of a StartJob request.
+
+    Args:
+        request: The request.
+        owner: The caller's user name, from the client certificate.
+
+    Raises:
+        InvalidSpec: Naming the offending field.
+    """
+    env = dict(request.env) if request.env else {"PATH": DEFAULT_PATH}
+    limits = limits_from_pb(request.limits) if request.HasField("limits") else Limits()
+    return JobSpec(
+        argv=tuple(request.argv),
+        owner=owner,
+        env=env,
+        cwd=request.cwd or "/",
+        limits=limits,
+    )
+
+
+def _timestamp(value: datetime.datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def limits_to_pb(limits: Limits) -> pb.Limits:
+    """Converts worker limits to protobuf; None fields stay unset."""
+    message = pb.Limits()
+    for name in _LIMIT_FIELDS:
+        value = getattr(limits, name)
+        if value is not None:
+            setattr(message, name, value)
+    return message
+
+
+def _usage_to_pb(usage: Usage) -> pb.Usage:
+    return pb.Usage(
+        cpu_usec=usage.cpu_usec,
+        memory_bytes=usage.memory_bytes,
+        memory_peak_bytes=usage.memory_peak_bytes,
+        io_read_bytes=usage.io_read_bytes,
+        io_write_bytes=usage.io_write_bytes,
+        oom_kills=usage.oom_kills,
+    )
+
+
+def status_to_pb(status: JobStatus) -> pb.JobStatus:
+    """Converts a job status snapshot to protobuf."""
+    message = pb.JobStatus(
+        job_id=status.job_id,
+        owner=status.owner,
+        argv=list(status.argv),
+        state=_STATES[status.state],
+        oom_killed=status.oom_killed,
+        stop_requested=status.stop_requested,
+        started_at=_timestamp(status.started_at),
+        limits=limits_to_pb(status.limits),
+        usage=_usage_to_pb(status.usage),
+        error=status.error or "",
+    )
+    if status.exit_code is not None:
+        message.exit_code = status.exit_code
+    if status.signal is not None:
+        message.signal = status.signal
+    if status.ended_at is not None:
+        message.ended_at.CopyFrom(_timestamp(status.ended_at))
+    return message
