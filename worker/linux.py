@@ -1,0 +1,118 @@
+"""The few Linux syscalls Python 3.11 lacks, as thin ctypes wrappers.
+
+Each wrapper raises OSError with the kernel's errno, like the functions of ``os``. They are
+used by the spawner process and the children it forks (worker/sandbox.py); the daemon itself
+never calls them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import socket
+import struct
+
+# <sched.h>, see unshare(2).
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# <sys/mount.h>, see mount(2).
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+
+# <linux/prctl.h>, see prctl(2).
+PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
+
+# <linux/close_range.h>, see close_range(2).
+CLOSE_RANGE_CLOEXEC = 1 << 2
+_CLOSE_RANGE_MAX = 0xFFFFFFFF
+_SYS_CLOSE_RANGE = 436  # Same number on every architecture (asm-generic unified table).
+
+# <linux/sockios.h> and <net/if.h>, see netdevice(7).
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+_IFREQ_FLAGS = struct.Struct("16sH22x")  # struct ifreq: ifr_name[IFNAMSIZ], ifr_flags, padding.
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_LIBC.unshare.argtypes = [ctypes.c_int]
+_LIBC.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_void_p,
+]
+_LIBC.prctl.argtypes = [
+    ctypes.c_int,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+]
+_LIBC.syscall.argtypes = [ctypes.c_long, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint]
+
+
+def _check(result: int, what: str) -> None:
+    if result == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def unshare(flags: int) -> None:
+    """Moves the calling process into new namespaces (man 2 unshare).
+
+    With CLONE_NEWPID only the caller's *children* enter the new PID namespace, and the
+    first of them becomes its init (PID 1).
+    """
+    _check(_LIBC.unshare(flags), "unshare")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int) -> None:
+    """Mounts a filesystem or changes a mount's propagation (man 2 mount)."""
+    _check(
+        _LIBC.mount(
+            source.encode() if source is not None else None,
+            target.encode(),
+            fstype.encode() if fstype is not None else None,
+            flags,
+            None,
+        ),
+        f"mount {target}",
+    )
+
+
+def prctl(option: int, arg2: int) -> None:
+    """Calls prctl with one argument; the unused ones must be zero (man 2 prctl)."""
+    _check(_LIBC.prctl(option, arg2, 0, 0, 0), f"prctl({option})")
+
+
+def close_range(first: int, last: int = _CLOSE_RANGE_MAX, flags: int = 0) -> None:
+    """Closes fds first..last, or marks them close-on-exec (man 2 close_range)."""
+    _check(_LIBC.syscall(_SYS_CLOSE_RANGE, first, last, flags), "close_range")
+
+
+def set_interface_up(name: str) -> None:
+    """Sets IFF_UP on a network interface (``ip link set NAME up``); see netdevice(7)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = _IFREQ_FLAGS.pack(name.encode(), 0)
+        _, flags = _IFREQ_FLAGS.unpack(fcntl.ioctl(sock, _SIOCGIFFLAGS, request))
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, _IFREQ_FLAGS.pack(name.encode(), flags | _IFF_UP))
+
+
+def interface_is_up(name: str) -> bool:
+    """Returns whether IFF_UP is set on a network interface."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = _IFREQ_FLAGS.pack(name.encode(), 0)
+        _, flags = _IFREQ_FLAGS.unpack(fcntl.ioctl(sock, _SIOCGIFFLAGS, request))
+        return bool(flags & _IFF_UP)

@@ -1,0 +1,419 @@
+"""Manager-side client of the spawner, the single-threaded fork server that starts jobs.
+
+The daemon runs grpcio's C threads, so it must never run code between fork and exec (CPython
+documents ``preexec_fn`` as unsafe with threads). Instead, ``Spawner.start()`` launches
+worker/spawner_main.py once as a fresh interpreter, and that process forks per job. The wire
+protocol and its ordering guarantees are documented in worker/spawn_protocol.py.
+
+Concurrency: one reader task and one writer task per Spawner, both owned by it and ended in
+``aclose()``. Any number of tasks may call ``spawn``, ``wait`` and ``kill`` concurrently;
+each request waits on a future that the reader resolves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from worker.errors import SpawnerLost, StartFailed
+from worker.spawn_protocol import (
+    MAX_MESSAGE,
+    SEND_BUFFER,
+    ProtocolError,
+    decode,
+    describe_failure,
+    encode,
+)
+
+# -I: ignore PYTHON* variables and the user site; -S: no site module. The daemon's sys.path
+# (Bazel runfiles, a zipapp, a venv) is handed over explicitly instead.
+_BOOTSTRAP = (
+    "import sys; sys.path[:0] = sys.argv[3:]; from worker.spawner_main import main; "
+    "main(int(sys.argv[1]), int(sys.argv[2]))"
+)
+# A fresh interpreter is ready in ~15 ms; these bound a broken machine, not a slow one.
+_READY_TIMEOUT_S = 30.0
+_EXIT_TIMEOUT_S = 10.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SpawnRequest:
+    """One job to start.
+
+    Attributes:
+        argv: Program and arguments; argv[0] is resolved in env["PATH"] unless it has a "/".
+        env: The job's complete environment.
+        cwd: Working directory, entered as the job's user.
+        uid: User id the job runs as.
+        gid: Group id the job runs as; supplementary groups are cleared.
+        cgroup_procs: cgroup.procs files the job joins before its first instruction.
+    """
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    cwd: str
+    uid: int
+    gid: int
+    cgroup_procs: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExitStatus:
+    """How a job's program (PID 1 of its namespace) ended, from wait4(2).
+
+    Attributes:
+        exit_code: The exit code when it exited normally, else None.
+        signal: The terminating signal when a signal killed it, else None.
+        user_seconds: User CPU time of the program and the descendants it reaped.
+        system_seconds: System CPU time of the same.
+        max_rss_kib: Largest resident set size of the program or a reaped descendant.
+    """
+
+    exit_code: int | None
+    signal: int | None
+    user_seconds: float = 0.0
+    system_seconds: float = 0.0
+    max_rss_kib: int = 0
+
+
+def _describe_returncode(returncode: int | None) -> str:
+    if returncode is None:
+        return "still running"
+    if returncode < 0:
+        return f"killed by {signal.Signals(-returncode).name}"
+    return f"exit status {returncode}"
+
+
+def _spawner_argv(sock_fd: int) -> list[str]:
+    paths = [os.path.abspath(p) for p in sys.path]
+    return [sys.executable, "-I", "-S", "-c", _BOOTSTRAP, str(sock_fd), str(os.getpid()), *paths]
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _mark_retrieved(future: asyncio.Future[Any]) -> None:
+    # Nobody may ever await it (a job never waited for); retrieving the exception here keeps
+    # asyncio from logging "exception was never retrieved". Awaiting it still raises.
+    future.exception()
+
+
+class Spawner:
+    """A running spawner process and the tasks talking to it. Create with ``start()``."""
+
+    def __init__(self, process: asyncio.subprocess.Process, sock: socket.socket) -> None:
+        self._process = process
+        self._sock = sock
+        self._ids = itertools.count(1)
+        self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._exits: dict[int, asyncio.Future[ExitStatus]] = {}
+        self._abandoned: set[int] = set()  # Started for a cancelled spawn(): killed, not waited.
+        self._outbox: asyncio.Queue[tuple[int, bytes, int | None]] = asyncio.Queue()
+        self._lost: SpawnerLost | None = None
+        self._fatal = ""
+        self._closing: asyncio.Task[None] | None = None
+        self._reader = asyncio.create_task(self._read_loop(), name="spawner-reader")
+        self._writer = asyncio.create_task(self._write_loop(), name="spawner-writer")
+
+    @classmethod
+    async def start(cls) -> Spawner:
+        """Launches the spawner process and waits until it is ready.
+
+        Raises:
+            SpawnerLost: The spawner could not be started.
+        """
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+            ours.setblocking(False)
+            # The C child of _posixsubprocess execs at once: no Python runs after fork.
+            # start_new_session: a terminal's Ctrl-C must not reach the spawner (and its
+            # jobs) before the daemon has stopped them in order.
+            process = await asyncio.create_subprocess_exec(
+                *_spawner_argv(theirs.fileno()),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,
+                env={},
+                cwd="/",
+            )
+        except OSError as err:
+            ours.close()
+            raise SpawnerLost(f"cannot start the spawner: {err}") from err
+        finally:
+            theirs.close()
+        try:
+            async with asyncio.timeout(_READY_TIMEOUT_S):
+                record = await loop.sock_recv(ours, MAX_MESSAGE)
+                message = decode(record) if record else {"type": "eof"}
+                if message["type"] != "ready" or message.get("pid") != process.pid:
+                    await process.wait()
+                    raise SpawnerLost(
+                        f"the spawner (pid {process.pid}) failed to start: "
+                        f"{message.get('message', message['type'])}, "
+                        f"{_describe_returncode(process.returncode)}"
+                    )
+        except BaseException as err:
+            ours.close()
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            if isinstance(err, TimeoutError | ProtocolError):
+                raise SpawnerLost(f"the spawner (pid {process.pid}) did not start: {err}") from err
+            raise
+        return cls(process, ours)
+
+    @property
+    def pid(self) -> int:
+        """The spawner process's pid."""
+        return self._process.pid
+
+    @property
+    def alive(self) -> bool:
+        """Whether the spawner is usable: not lost and not closed."""
+        return self._lost is None and self._closing is None
+
+    def _check_usable(self) -> None:
+        if self._lost is not None:
+            raise self._lost
+        if self._closing is not None:
+            raise SpawnerLost("the spawner is closed")
+
+    async def _request(self, message: dict[str, Any], fd: int | None = None) -> dict[str, Any]:
+        self._check_usable()
+        request_id = next(self._ids)
+        record = encode({**message, "id": request_id})
+        if len(record) > MAX_MESSAGE:
+            raise StartFailed("request", f"{len(record)} bytes encoded, over {MAX_MESSAGE}")
+        future = asyncio.get_running_loop().create_future()
+        self._replies[request_id] = future
+        # A dup: the caller may close its fd as soon as we return or are cancelled.
+        self._outbox.put_nowait((request_id, record, None if fd is None else os.dup(fd)))
+        reply: dict[str, Any] = await future
+        return reply
+
+    async def spawn(self, request: SpawnRequest, output_fd: int) -> int:
+        """Starts a job and returns its pid once its program has been exec'd.
+
+        Args:
+            request: What to run, as whom, where, in which cgroups.
+            output_fd: Becomes the job's stdout and stderr; the caller keeps its own fd.
+
+        Returns:
+            The job's pid, as seen by the daemon. Pass it to ``wait`` exactly once.
+
+        Raises:
+            StartFailed: A setup step or the exec failed; nothing of the job is running.
+            SpawnerLost: The spawner died or is closed.
+        """
+        reply = await self._request(
+            {
+                "type": "spawn",
+                "argv": list(request.argv),
+                "env": dict(request.env),
+                "cwd": request.cwd,
+                "uid": request.uid,
+                "gid": request.gid,
+                "cgroup_procs": list(request.cgroup_procs),
+            },
+            output_fd,
+        )
+        if reply["type"] == "started":
+            pid: int = reply["pid"]
+            return pid
+        errno = reply.get("errno")
+        raise StartFailed(reply["step"], describe_failure(errno, reply.get("detail", "")), errno)
+
+    async def wait(self, pid: int) -> ExitStatus:
+        """Returns the exit status of a job once the spawner has reaped it.
+
+        The status is kept until the first ``wait`` for the pid returns; concurrent waiters
+        all get it. Cancelling a waiter does not lose the status.
+
+        Raises:
+            SpawnerLost: The spawner died before the job was reaped; the job died with it.
+            ValueError: ``pid`` is not a job of this spawner, or was already waited for.
+        """
+        future = self._exits.get(pid)
+        if future is None:
+            raise ValueError(f"pid {pid} is not an unwaited job of this spawner")
+        status = await asyncio.shield(future)
+        if self._exits.get(pid) is future:
+            del self._exits[pid]
+        return status
+
+    async def kill(self, pid: int, sig: int, *, group: bool = False) -> bool:
+        """Sends ``sig`` to a job, unless the spawner has already reaped it.
+
+        The spawner reaps and signals in one thread, so a reaped (and possibly reused) pid is
+        never signalled. The job is PID 1 of its namespace: only SIGKILL, SIGSTOP and signals
+        it has a handler for are delivered to it (pid_namespaces(7)).
+
+        Args:
+            pid: A pid returned by ``spawn``.
+            sig: The signal number.
+            group: Signal the job's process group (the job's init leads its own session)
+                instead of just its init.
+
+        Returns:
+            True if the signal was sent, False if the job had already ended.
+
+        Raises:
+            SpawnerLost: The spawner died or is closed.
+        """
+        signum = signal.Signals(sig)
+        reply = await self._request(
+            {"type": "kill", "pid": pid, "signal": int(signum), "group": group}
+        )
+        delivered: bool = reply["delivered"]
+        return delivered
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            request_id, record, fd = await self._outbox.get()
+            try:
+                future = self._replies.get(request_id)
+                if future is None or future.done():
+                    continue  # Cancelled before it was sent.
+                while True:
+                    try:
+                        socket.send_fds(self._sock, [record], [] if fd is None else [fd])
+                        break
+                    except BlockingIOError:
+                        writable = loop.create_future()
+                        loop.add_writer(self._sock, _resolve, writable)
+                        try:
+                            await writable
+                        finally:
+                            loop.remove_writer(self._sock)
+                    except OSError as err:
+                        # The reader sees the EOF and fails everything else.
+                        self._replies.pop(request_id, None)
+                        future.set_exception(SpawnerLost(f"cannot send to the spawner: {err}"))
+                        break
+            finally:
+                if fd is not None:
+                    os.close(fd)
+
+    async def _read_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        reason = "the spawner was closed"
+        try:
+            while True:
+                record = await loop.sock_recv(self._sock, MAX_MESSAGE)
+                if not record:
+                    reason = await self._death_reason()
+                    return
+                self._dispatch(decode(record))
+        except (OSError, ProtocolError, KeyError, TypeError) as err:
+            reason = f"the spawner broke the protocol: {err!r}"
+            if self._process.returncode is None:
+                self._process.kill()  # It can no longer be trusted with jobs.
+        finally:
+            self._lose(SpawnerLost(f"spawner (pid {self._process.pid}): {reason}"))
+
+    async def _death_reason(self) -> str:
+        try:
+            async with asyncio.timeout(1.0):
+                await self._process.wait()
+        except TimeoutError:
+            pass
+        fatal = f" after an internal error: {self._fatal}" if self._fatal else ""
+        return f"closed its socket{fatal} ({_describe_returncode(self._process.returncode)})"
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "exited":
+            pid = message["pid"]
+            if pid in self._abandoned:
+                self._abandoned.discard(pid)
+                return
+            future = self._exits.get(pid)
+            if future is None or future.done():
+                raise ProtocolError(f"exit of unknown pid {pid}")
+            future.set_result(
+                ExitStatus(
+                    exit_code=message["exit_code"],
+                    signal=message["signal"],
+                    user_seconds=message["user_seconds"],
+                    system_seconds=message["system_seconds"],
+                    max_rss_kib=message["max_rss_kib"],
+                )
+            )
+        elif kind == "fatal":
+            self._fatal = str(message["message"])
+        elif kind in ("started", "failed", "killed"):
+            reply = self._replies.pop(message["id"])
+            if kind == "started":
+                pid = message["pid"]
+                if reply.cancelled():
+                    # Nobody will ever know this job: kill it and drop its exit report.
+                    self._abandoned.add(pid)
+                    kill = {"type": "kill", "pid": pid, "signal": signal.SIGKILL, "group": False}
+                    request_id = next(self._ids)
+                    self._replies[request_id] = asyncio.get_running_loop().create_future()
+                    self._outbox.put_nowait((request_id, encode({**kill, "id": request_id}), None))
+                    return
+                # Registered before the reply is seen: the exit report may be next.
+                self._exits[pid] = asyncio.get_running_loop().create_future()
+            if not reply.done():
+                reply.set_result(message)
+        else:
+            raise ProtocolError(f"unexpected message {kind!r}")
+
+    def _lose(self, error: SpawnerLost) -> None:
+        if self._lost is None:
+            self._lost = error
+        futures: list[asyncio.Future[Any]] = [*self._replies.values(), *self._exits.values()]
+        for future in futures:
+            if not future.done():
+                future.set_exception(error)
+                _mark_retrieved(future)
+        self._replies.clear()
+
+    async def aclose(self) -> None:
+        """Ends the spawner process and reaps it; jobs still running are SIGKILLed with it.
+
+        Idempotent and safe to call concurrently; every call returns once the spawner is
+        gone. Outstanding ``spawn``, ``wait`` and ``kill`` calls raise SpawnerLost.
+        """
+        if self._closing is None:
+            self._closing = asyncio.create_task(self._close(), name="spawner-close")
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
+        for task in (self._writer, self._reader):
+            task.cancel()
+        await asyncio.gather(self._writer, self._reader, return_exceptions=True)
+        while not self._outbox.empty():
+            _, _, fd = self._outbox.get_nowait()
+            if fd is not None:
+                os.close(fd)
+        # EOF tells the spawner to SIGKILL and reap its jobs, then exit.
+        self._sock.close()
+        try:
+            async with asyncio.timeout(_EXIT_TIMEOUT_S):
+                await self._process.wait()
+        except TimeoutError:
+            self._process.kill()
+            await self._process.wait()
+
+    async def __aenter__(self) -> Spawner:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

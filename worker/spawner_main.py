@@ -1,0 +1,321 @@
+"""The spawner process: a single-threaded fork server that starts, signals and reaps jobs.
+
+worker/spawner.py launches it as a fresh interpreter (``python -I -S``) and talks to it over
+a socketpair (protocol: worker/spawn_protocol.py). It imports only modules that start no
+threads, so forking it is safe. The daemon itself never forks; see issue 3.
+
+The server is one ``selectors`` loop over the socket, the SIGCHLD wakeup pipe
+(``signal.set_wakeup_fd``) and the report pipe of each job being set up. Nothing in it blocks
+for a job: a spawn request forks A and returns to the loop; the job's progress arrives as
+report records and child exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import resource
+import selectors
+import signal
+import socket
+from typing import Any
+
+from worker import linux, sandbox
+from worker.spawn_protocol import (
+    MAX_MESSAGE,
+    ProtocolError,
+    decode,
+    encode,
+)
+
+_GO = b"\x01"
+_TAG_SOCKET = "socket"
+_TAG_SIGCHLD = "sigchld"
+
+
+@dataclasses.dataclass(slots=True)
+class _Starting:
+    """A job between fork of A and the exec of its program (or a failure)."""
+
+    request_id: int
+    a_pid: int
+    report_fd: int
+    go_fd: int
+    data: bytearray = dataclasses.field(default_factory=bytearray)
+    b_pid: int | None = None
+    error: dict[str, Any] | None = None
+    go_sent: bool = False
+    b_exit: tuple[int, resource.struct_rusage] | None = None
+    finished: bool = False
+
+
+def _exit_message(pid: int, status: int, usage: resource.struct_rusage) -> dict[str, Any]:
+    signaled = os.WIFSIGNALED(status)
+    return {
+        "type": "exited",
+        "pid": pid,
+        "exit_code": None if signaled else os.WEXITSTATUS(status),
+        "signal": os.WTERMSIG(status) if signaled else None,
+        "user_seconds": usage.ru_utime,
+        "system_seconds": usage.ru_stime,
+        "max_rss_kib": usage.ru_maxrss,
+    }
+
+
+class _Server:
+    """The spawner's state: jobs being started, jobs running, and the loop serving them."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._selector = selectors.DefaultSelector()
+        self._wakeup_r, self._wakeup_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        # A Python-level handler is what makes the C handler write to the wakeup fd.
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
+        # Readable once this process has exited: jobs use it to check the spawner is alive
+        # after arming PDEATHSIG (see sandbox.py). pidfds are always close-on-exec.
+        self._self_pidfd = os.pidfd_open(os.getpid())
+        self._starting: dict[int, _Starting] = {}  # By report fd.
+        self._by_a: dict[int, _Starting] = {}
+        self._by_b: dict[int, _Starting] = {}
+        self._jobs: set[int] = set()  # Started and not yet reaped: the only pids we signal.
+        self._selector.register(self._sock, selectors.EVENT_READ, _TAG_SOCKET)
+        self._selector.register(self._wakeup_r, selectors.EVENT_READ, _TAG_SIGCHLD)
+
+    def _send(self, message: dict[str, Any]) -> None:
+        # A seqpacket send is all or nothing; it blocks only while the manager's reader is
+        # behind, and the manager always reads.
+        self._sock.send(encode(message))
+
+    def serve(self) -> None:
+        """Serves requests until the manager closes its end of the socket."""
+        self._send({"type": "ready", "pid": os.getpid()})
+        while True:
+            for key, _ in self._selector.select():
+                if key.data == _TAG_SOCKET:
+                    if not self._on_request():
+                        return
+                elif key.data == _TAG_SIGCHLD:
+                    with contextlib.suppress(BlockingIOError):
+                        while os.read(self._wakeup_r, 512):
+                            continue
+                    self._reap()
+                elif not key.data.finished:
+                    self._read_report(key.data)
+
+    def _on_request(self) -> bool:
+        try:
+            data, fds, flags, _ = socket.recv_fds(
+                self._sock, MAX_MESSAGE, 1, socket.MSG_CMSG_CLOEXEC
+            )
+        except ConnectionResetError:
+            return False
+        try:
+            if not data:
+                return False
+            if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+                raise ProtocolError(f"truncated request (flags {flags:#x})")
+            message = decode(data)
+            if message["type"] == "spawn" and len(fds) == 1:
+                self._spawn(message, fds.pop())
+            elif message["type"] == "kill" and not fds:
+                self._kill(message)
+            else:
+                raise ProtocolError(f"unexpected {message['type']!r} with {len(fds)} fds")
+        finally:
+            for fd in fds:
+                os.close(fd)
+        return True
+
+    def _spawn(self, message: dict[str, Any], output_fd: int) -> None:
+        """Forks A for one job and returns at once; the job's progress arrives as events."""
+        request_id = message["id"]
+        report_r, report_w = os.pipe2(os.O_CLOEXEC)
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)
+        setup = sandbox.JobSetup(
+            argv=tuple(message["argv"]),
+            env=message["env"],
+            cwd=message["cwd"],
+            uid=message["uid"],
+            gid=message["gid"],
+            cgroup_procs=tuple(message["cgroup_procs"]),
+            output_fd=output_fd,
+            report_fd=report_w,
+            go_fd=go_r,
+            spawner_pidfd=self._self_pidfd,
+        )
+        try:
+            pid = os.fork()
+        except OSError as err:
+            for fd in (report_r, report_w, go_r, go_w):
+                os.close(fd)
+            self._send(
+                {"type": "failed", "id": request_id, "step": "fork", "errno": err.errno,
+                 "detail": "the setup process"}
+            )  # fmt: skip
+            return
+        if pid == 0:
+            sandbox.run_intermediate(setup)
+        # Only the children hold these now: EOF on the report pipe then means "A and B are
+        # gone or B has exec'd", and B sees EOF on the go pipe if this process dies.
+        os.close(report_w)
+        os.close(go_r)
+        os.set_blocking(report_r, False)
+        starting = _Starting(request_id=request_id, a_pid=pid, report_fd=report_r, go_fd=go_w)
+        self._starting[report_r] = starting
+        self._by_a[pid] = starting
+        self._selector.register(report_r, selectors.EVENT_READ, starting)
+
+    def _read_report(self, starting: _Starting) -> None:
+        """Reads what the setup processes wrote so far, without blocking."""
+        while not starting.finished:
+            try:
+                chunk = os.read(starting.report_fd, 4096)
+            except BlockingIOError:
+                return
+            if not chunk:
+                self._on_report_eof(starting)
+                return
+            starting.data += chunk
+            *lines, rest = starting.data.split(b"\n")
+            starting.data = bytearray(rest)
+            for line in lines:
+                record = decode(bytes(line))
+                if record["type"] == "pid":
+                    starting.b_pid = record["pid"]
+                    self._by_b[record["pid"]] = starting
+                elif starting.error is None:
+                    starting.error = record
+
+    def _on_report_eof(self, starting: _Starting) -> None:
+        # EOF: A has exited and B has exec'd (close-on-exec) or exited.
+        if starting.error is None and not starting.go_sent:
+            starting.error = {
+                "step": "setup",
+                "errno": None,
+                "detail": "the job's init process died before exec",
+            }
+        self._finish(starting)
+
+    def _on_a_reaped(self, starting: _Starting, status: int) -> None:
+        if starting.error is None and starting.b_pid is not None and status == 0:
+            # A is reaped, so B's parent is now this process (the subreaper): B may arm
+            # PDEATHSIG without A's exit firing it.
+            os.write(starting.go_fd, _GO)
+            starting.go_sent = True
+            return
+        if starting.error is None:
+            starting.error = {
+                "step": "setup",
+                "errno": None,
+                "detail": f"the setup process ended with wait status {status:#x}",
+            }
+        self._finish(starting)
+
+    def _finish(self, starting: _Starting) -> None:
+        """Ends the start of a job: replies started or failed and releases its fds."""
+        starting.finished = True
+        self._selector.unregister(starting.report_fd)
+        os.close(starting.report_fd)
+        os.close(starting.go_fd)  # B, if still waiting, reads EOF and exits.
+        del self._starting[starting.report_fd]
+        self._by_a.pop(starting.a_pid, None)
+        b_pid = starting.b_pid
+        if b_pid is not None:
+            self._by_b.pop(b_pid, None)
+        if starting.error is not None:
+            if b_pid is not None and starting.b_exit is None:
+                os.kill(b_pid, signal.SIGKILL)  # Unreaped child: the pid cannot be reused.
+            error = starting.error
+            self._send(
+                {"type": "failed", "id": starting.request_id, "step": error.get("step"),
+                 "errno": error.get("errno"), "detail": error.get("detail", "")}
+            )  # fmt: skip
+            return
+        assert b_pid is not None  # go_sent implies it.
+        self._send({"type": "started", "id": starting.request_id, "pid": b_pid})
+        if starting.b_exit is None:
+            self._jobs.add(b_pid)
+        else:
+            self._send(_exit_message(b_pid, *starting.b_exit))
+
+    def _reap(self) -> None:
+        """Reaps every exited child; reports jobs, ignores A processes and orphans."""
+        # Read pending reports first: a B's pid record is in its pipe before B can exit,
+        # and must be known before B's exit is classified.
+        for starting in list(self._starting.values()):
+            self._read_report(starting)
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self._jobs:
+                self._jobs.discard(pid)
+                self._send(_exit_message(pid, status, usage))
+            elif pid in self._by_b:
+                self._by_b[pid].b_exit = (status, usage)
+            elif pid in self._by_a:
+                self._on_a_reaped(self._by_a.pop(pid), status)
+            # Anything else is a setup process of an abandoned start, adopted by us as the
+            # subreaper: reaping it is all there is to do.
+
+    def _kill(self, message: dict[str, Any]) -> None:
+        pid, errno = message["pid"], None
+        # Only unreaped jobs: their pids cannot have been reused by another process.
+        delivered = pid in self._jobs
+        if delivered:
+            try:
+                os.kill(-pid if message.get("group") else pid, message["signal"])
+            except OSError as err:
+                delivered, errno = False, err.errno
+        self._send({"type": "killed", "id": message["id"], "delivered": delivered, "errno": errno})
+
+    def shutdown(self) -> None:
+        """SIGKILLs every child (jobs and setup processes) and reaps them all."""
+        signal.set_wakeup_fd(-1)
+        children = f"/proc/self/task/{os.getpid()}/children"
+        while True:
+            # Re-read after each reap: an abandoned B is adopted when its A dies.
+            with open(children) as f:
+                for pid in f.read().split():
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except ProcessLookupError:
+                        continue
+            try:
+                os.waitpid(-1, 0)
+            except ChildProcessError:
+                return
+
+
+def main(sock_fd: int, daemon_pid: int) -> None:
+    """Runs the spawner until the daemon closes the socket or dies.
+
+    Args:
+        sock_fd: This process's end of the socketpair.
+        daemon_pid: The daemon's pid, to check that it did not die before PDEATHSIG was armed.
+    """
+    # Die with the daemon: PDEATHSIG fires when the parent exits (prctl(2)), and the
+    # getppid() check closes the window before it was armed.
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != daemon_pid:
+        os._exit(1)
+    # Orphaned descendants (each job's init once its intermediate process exits) are
+    # reparented to us, so we reap them and learn their exit status.
+    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+    os.set_inheritable(sock_fd, False)
+    sock = socket.socket(fileno=sock_fd)
+    server = _Server(sock)
+    try:
+        server.serve()
+    except BaseException as err:
+        # Best effort: the manager reports it as the reason the spawner was lost.
+        with contextlib.suppress(OSError):
+            sock.send(encode({"type": "fatal", "message": repr(err)[:4000]}))
+        raise
+    finally:
+        server.shutdown()
