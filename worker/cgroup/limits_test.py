@@ -1,0 +1,171 @@
+"""What the kernel enforces for each limit, on whichever cgroup version this host runs.
+
+The same tests run on the v1 host and, unchanged, in the v2 VM. Workloads join the job's
+cgroups from a shell before they exec, as the spawner's child does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from worker.cgroup import blockdev, detect, teardown, v1, v2
+from worker.cgroup.base import CgroupDriver
+from worker.cgroup.testing_jobs import JobFactory, listed_pids, start_in, wait_exit
+from worker.errors import CgroupError
+from worker.spec import Limits
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
+
+MiB = 1 << 20
+# The brd ramdisk the v2 VM loads (rd_nr=1): a block device that io.max can throttle.
+RAMDISK = Path("/dev/ram0")
+
+
+@pytest.fixture
+def io_target(tmp_path: Path) -> Path:
+    """A path whose O_DIRECT IO goes through a block device the IO controller throttles."""
+    if RAMDISK.exists() and stat.S_ISBLK(RAMDISK.stat().st_mode):
+        return RAMDISK
+    if blockdev.disks_behind([str(tmp_path)]):
+        target = tmp_path / "io-file"
+        with target.open("wb") as f:  # The read test needs data; written unthrottled.
+            f.write(b"\1" * 4 * MiB)
+            os.fsync(f.fileno())
+        return target
+    pytest.fail(f"no throttleable block device: neither {RAMDISK} nor a disk under {tmp_path}")
+
+
+@pytest.fixture
+def driver(io_target: Path) -> CgroupDriver:
+    return detect.open_driver(io_paths=(str(io_target),))
+
+
+@pytest.fixture
+def jobs(driver: CgroupDriver) -> Iterator[JobFactory]:
+    factory = JobFactory(driver)
+    yield factory
+    factory.cleanup()
+
+
+async def test_cpu_quota_is_enforced(jobs: JobFactory) -> None:
+    cg = jobs.create(Limits(cpu=0.5))
+    burner = await start_in(cg, ["/bin/sh", "-c", "while :; do :; done"])
+    try:
+        await asyncio.sleep(0.5)
+        cpu0, wall0 = cg.usage().cpu_usec, time.monotonic()
+        await asyncio.sleep(3)
+        cpu1, wall1 = cg.usage().cpu_usec, time.monotonic()
+    finally:
+        cg.kill_all()
+        await wait_exit(burner)
+    share = (cpu1 - cpu0) / 1e6 / (wall1 - wall0)
+    assert 0.5 * 0.85 <= share <= 0.5 * 1.15, f"burner used {share:.3f} of a core at cpu=0.5"
+
+
+async def test_memory_hog_is_oom_killed(jobs: JobFactory) -> None:
+    limit = 32 * MiB
+    cg = jobs.create(Limits(memory_bytes=limit))
+    # bytes * n writes every page, so the memory is really charged (unlike calloc'd zeros).
+    hog = await start_in(cg, ["/usr/bin/python3", "-c", "b = b'x' * (256 << 20)"])
+    assert await wait_exit(hog) == -signal.SIGKILL
+    usage = cg.usage()
+    assert usage.oom_kills >= 1
+    assert 0 < usage.memory_peak_bytes <= limit
+
+
+async def test_small_allocation_is_not_oom(jobs: JobFactory) -> None:
+    cg = jobs.create(Limits(memory_bytes=64 * MiB))
+    ok = await start_in(cg, ["/usr/bin/python3", "-c", "b = b'x' * (8 << 20)"])
+    assert await wait_exit(ok) == 0
+    assert cg.usage().oom_kills == 0
+
+
+@pytest.mark.parametrize("direction", ["read", "write"])
+async def test_direct_io_is_throttled(jobs: JobFactory, io_target: Path, direction: str) -> None:
+    bps, size = MiB, 4 * MiB
+    cg = jobs.create(Limits(io_read_bps=bps, io_write_bps=bps))
+    count = f"count={size // (64 * 1024)}"
+    if direction == "read":
+        dd = [f"if={io_target}", "of=/dev/null", "iflag=direct"]
+    else:
+        dd = ["if=/dev/zero", f"of={io_target}", "oflag=direct", "conv=notrunc"]
+    start = time.monotonic()
+    proc = await start_in(cg, ["dd", "bs=64k", count, *dd], stderr=subprocess.DEVNULL)
+    assert await wait_exit(proc) == 0
+    rate = size / (time.monotonic() - start)
+    assert 0.8 * bps <= rate <= 1.2 * bps, f"{direction} at {rate / MiB:.2f} MiB/s, limit 1"
+    usage = cg.usage()
+    moved = usage.io_read_bytes if direction == "read" else usage.io_write_bytes
+    assert moved >= size
+
+
+async def test_pids_max_stops_forks(jobs: JobFactory) -> None:
+    limit = 8
+    cg = jobs.create(Limits(pids=limit))
+    code = (
+        "import os, time\n"
+        "kids = []\n"
+        "try:\n"
+        "    for _ in range(1000):\n"
+        "        pid = os.fork()\n"
+        "        if pid == 0:\n"
+        "            time.sleep(60)\n"
+        "            os._exit(0)\n"
+        "        kids.append(pid)\n"
+        "except BlockingIOError:\n"
+        "    print(len(kids), flush=True)\n"
+        "for pid in kids:\n"
+        "    os.kill(pid, 9)\n"
+        "    os.waitpid(pid, 0)\n"
+    )
+    proc = await start_in(cg, ["/usr/bin/python3", "-c", code], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    out = await proc.stdout.read()
+    assert await wait_exit(proc) == 0
+    # The forking process itself counts against pids.max.
+    assert out.decode().strip() == str(limit - 1)
+
+
+async def test_fork_bomb_is_contained(jobs: JobFactory) -> None:
+    limit = 32
+    cg = jobs.create(Limits(pids=limit))
+    bomb = await start_in(
+        cg, ["/bin/sh", "-c", "b() { b | b & }; b; sleep 60"], stderr=subprocess.DEVNULL
+    )
+    await asyncio.sleep(1.5)
+    assert 1 < len(listed_pids(cg)) <= limit
+    # The test process still forks freely: the limit is the job's alone.
+    true = await asyncio.create_subprocess_exec("/bin/true")
+    assert await wait_exit(true) == 0
+    await teardown.kill_until_empty(cg)
+    await wait_exit(bomb)
+    assert cg.is_empty()
+
+
+async def test_limit_on_a_missing_device_fails_and_leaves_nothing(
+    driver: CgroupDriver,
+) -> None:
+    # No disk has this number, so the kernel refuses the throttle rule (ENODEV).
+    bogus = (blockdev.BlockDevice(1, 250),)
+    fake: CgroupDriver
+    if isinstance(driver, v1.V1Driver):
+        fake = v1.V1Driver(driver.mode, driver.parents, bogus)
+        parents = list(driver.parents.values())
+    else:
+        assert isinstance(driver, v2.V2Driver)
+        fake = v2.V2Driver(driver.parent, bogus)
+        parents = [driver.parent]
+    before = [sorted(p.iterdir()) for p in parents]
+    with pytest.raises(CgroupError, match="refused"):
+        fake.create(secrets.token_urlsafe(9), Limits(io_write_bps=MiB))
+    assert [sorted(p.iterdir()) for p in parents] == before
