@@ -1,0 +1,293 @@
+"""The manager's record of one running or ended job: its state machine, supervision and stop.
+
+A job moves through three phases, and every transition happens synchronously between two
+awaits, so no lock is needed:
+
+1. running: the program (PID 1 of the job's PID namespace) runs;
+2. exited: the spawner reaped PID 1, so the kernel has killed and reaped every process of
+   the namespace (pid_namespaces(7)); the cgroup and the log are still being closed;
+3. final: the cgroup is empty and removed and the log is finished, so every reader can drain
+   to a known end. Only now does the state leave RUNNING (EXITED, STOPPED or FAILED).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+import signal
+from pathlib import Path
+
+from worker.cgroup.base import CgroupDriver, JobCgroup
+from worker.cgroup.teardown import kill_until_empty
+from worker.errors import CgroupError, SpawnerLost, StartFailed
+from worker.output_log import LogWatcher, OutputLog
+from worker.spawner import ExitStatus, Spawner, SpawnRequest
+from worker.spec import JobSpec, Limits
+from worker.status import JobState, JobStatus, Usage
+
+
+def utc_now() -> datetime.datetime:
+    """Returns the current time in UTC."""
+    return datetime.datetime.now(datetime.UTC)
+
+
+class Job:
+    """One job: what was asked, the kernel resources it holds, and what happened to it.
+
+    The manager creates a Job once the program runs, owns the tasks that run `supervise`
+    and `stop`, and reads `status` for callers.
+
+    Attributes:
+        job_id: The job's id.
+        spec: The spec as given.
+        limits: The effective limits, defaults applied.
+        log: The job's output log.
+        exited: Set once the program's PID namespace is gone (or the spawner was lost).
+        finished: Set once the status is final: exited, cgroup removed and log finished.
+        stop_task: The task running the shared stop sequence, once a stop was requested.
+    """
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        spec: JobSpec,
+        limits: Limits,
+        cgroup: JobCgroup,
+        log: OutputLog,
+        spawner: Spawner,
+        pid: int,
+        started_at: datetime.datetime,
+    ) -> None:
+        self.job_id = job_id
+        self.spec = spec
+        self.limits = limits
+        self.log = log
+        self.exited = asyncio.Event()
+        self.finished = asyncio.Event()
+        self.stop_task: asyncio.Task[None] | None = None
+        self._cgroup = cgroup
+        # The spawner that forked the job is the only one that can wait for and signal its
+        # PID 1, even after the manager has replaced a dead spawner with a new one.
+        self._spawner = spawner
+        self._pid = pid
+        self._started_at = started_at
+        self._ended_at: datetime.datetime | None = None
+        self._stop_requested = False
+        self._exit: ExitStatus | None = None
+        self._failure: str | None = None
+        self._problems: list[str] = []
+        self._usage = Usage()
+        self._kill_timer: asyncio.Timeout | None = None
+
+    @classmethod
+    async def launch(
+        cls,
+        job_id: str,
+        spec: JobSpec,
+        limits: Limits,
+        *,
+        logs_dir: Path,
+        watcher: LogWatcher,
+        driver: CgroupDriver,
+        spawner: Spawner,
+        uid: int,
+        gid: int,
+    ) -> Job:
+        """Creates the job's log and cgroup and spawns its program into them.
+
+        Returns:
+            The running job; the caller must run its `supervise` in a task it owns.
+
+        Raises:
+            StartFailed: The program could not be started, or the spawner died meanwhile.
+            CgroupError: The cgroup could not be created or a limit not applied.
+
+        On any failure everything is undone before raising: no process, cgroup or log
+        remains, so a start failure is never a job that "exited 127".
+        """
+        log = OutputLog.create(logs_dir / job_id, watcher)
+        try:
+            cgroup = driver.create(job_id, limits)
+        except BaseException:
+            log.delete()
+            raise
+        request = SpawnRequest(
+            argv=spec.argv,
+            env=dict(spec.env),
+            cwd=spec.cwd,
+            uid=uid,
+            gid=gid,
+            cgroup_procs=cgroup.procs_files,
+        )
+        try:
+            writer = log.open_writer()
+            try:
+                pid = await spawner.spawn(request, writer)
+            finally:
+                # The job holds its own copies as fds 1 and 2 now; ours must go, so that
+                # only the job's processes keep the log open for writing.
+                os.close(writer)
+        except BaseException as err:
+            try:
+                # A child that got into the cgroup before its spawner died is killed here.
+                await kill_until_empty(cgroup)
+                await cgroup.remove()
+            except CgroupError as cleanup:
+                err.add_note(f"cleaning up the failed start also failed: {cleanup}")
+            log.delete()
+            if isinstance(err, SpawnerLost):
+                raise StartFailed("spawn", f"the spawner process died: {err}") from err
+            raise
+        return cls(
+            job_id=job_id,
+            spec=spec,
+            limits=limits,
+            cgroup=cgroup,
+            log=log,
+            spawner=spawner,
+            pid=pid,
+            started_at=utc_now(),
+        )
+
+    @property
+    def owner(self) -> str:
+        """The owner given in the spec."""
+        return self.spec.owner
+
+    def status(self) -> JobStatus:
+        """Returns a consistent snapshot; usage is read live while the program runs.
+
+        Raises:
+            CgroupError: The usage of a running job could not be read.
+        """
+        if not self.exited.is_set():
+            self._usage = self._cgroup.usage()
+        final = self.finished.is_set()
+        if not final:
+            state = JobState.RUNNING
+        elif self._failure is not None:
+            state = JobState.FAILED
+        elif self._stop_requested:
+            state = JobState.STOPPED
+        else:
+            state = JobState.EXITED
+        exit_status = self._exit if final else None
+        errors = ([self._failure] if self._failure else []) + self._problems
+        return JobStatus(
+            job_id=self.job_id,
+            owner=self.spec.owner,
+            argv=self.spec.argv,
+            state=state,
+            exit_code=exit_status.exit_code if exit_status else None,
+            signal=exit_status.signal if exit_status else None,
+            oom_killed=self._usage.oom_kills > 0,
+            stop_requested=self._stop_requested,
+            started_at=self._started_at,
+            ended_at=self._ended_at,
+            limits=self.limits,
+            usage=self._usage,
+            error="; ".join(errors) if final and errors else None,
+        )
+
+    async def supervise(self) -> None:
+        """Waits for the program to end, then releases the job's resources and finalizes.
+
+        This is the only place that moves the job out of RUNNING, so "the process exited"
+        and "the output is complete" are always ordered: the log is finished only after the
+        last process that could hold its writer fd is gone.
+        """
+        try:
+            self._exit = await self._spawner.wait(self._pid)
+        except SpawnerLost as err:
+            self._failure = (
+                f"the spawner process died while the job ran ({err}); the kernel killed the "
+                "job with it (PR_SET_PDEATHSIG), so its exit status is unknown"
+            )
+        except Exception as err:  # The status must become final whatever broke.
+            self._failure = f"waiting for the job failed: {err!r}"
+        finally:
+            self.exited.set()
+        try:
+            # Normally a no-op: PID 1 is reaped only after every process of its namespace.
+            # It matters after a lost spawner, whose jobs die by PDEATHSIG at their own pace.
+            await kill_until_empty(self._cgroup)
+            self._usage = self._cgroup.usage()
+        except CgroupError as err:
+            self._problems.append(f"final cgroup cleanup failed: {err}")
+        finally:
+            self.log.finish()
+        try:
+            await self._cgroup.remove()
+        except CgroupError as err:
+            self._problems.append(f"removing the job's cgroup failed: {err}")
+        self._ended_at = utc_now()
+        self.finished.set()
+
+    def request_stop(self, grace: float) -> bool:
+        """Records a stop request; returns True when the caller must run `stop(grace)`.
+
+        A request for a job whose program has already exited changes nothing: stop of an
+        ended job is a no-op that reports the final status. A second request while a stop
+        is in progress joins it, and only moves the SIGKILL earlier when its grace is
+        shorter.
+        """
+        if self.exited.is_set():
+            return False
+        if self.stop_task is None:
+            self._stop_requested = True
+            return True
+        if self._kill_timer is not None:
+            deadline = asyncio.get_running_loop().time() + grace
+            when = self._kill_timer.when()
+            if when is None or deadline < when:
+                self._kill_timer.reschedule(deadline)
+        return False
+
+    async def stop(self, grace: float) -> None:
+        """Runs the stop sequence: SIGTERM to every process, grace period, SIGKILL.
+
+        It returns once the kill was sent, not once the job is final: callers wait for
+        `finished` themselves.
+
+        Raises:
+            CgroupError: Neither the cgroup kill nor the spawner could SIGKILL the job.
+        """
+        if self.exited.is_set():
+            return
+        try:
+            # Note: the kernel drops a signal sent to a PID namespace's init unless it has
+            # a handler for it (pid_namespaces(7)), so a program without a SIGTERM handler
+            # outlives the grace period and is SIGKILLed, which the kernel always delivers.
+            self._cgroup.signal_all(signal.SIGTERM)
+        except CgroupError as err:
+            self._problems.append(f"SIGTERM failed, killed without grace: {err}")
+            grace = 0.0
+        timer = asyncio.timeout(grace)
+        self._kill_timer = timer
+        try:
+            async with timer:
+                await self.exited.wait()
+            return
+        except TimeoutError:
+            if self.exited.is_set():
+                return
+        finally:
+            self._kill_timer = None
+        await self._kill()
+
+    async def _kill(self) -> None:
+        cgroup_error: CgroupError | None = None
+        try:
+            self._cgroup.kill_all()
+        except CgroupError as err:
+            cgroup_error = err
+        try:
+            # Killing PID 1 is enough on its own: the kernel then kills the whole namespace.
+            delivered = await self._spawner.kill(self._pid, signal.SIGKILL)
+        except SpawnerLost:
+            # The job dies with its spawner (PDEATHSIG); supervise() reports the loss.
+            return
+        if cgroup_error is not None and not delivered and not self.exited.is_set():
+            raise CgroupError(f"cannot SIGKILL the job: {cgroup_error}") from cgroup_error
