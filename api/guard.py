@@ -38,9 +38,10 @@ class _Undecodable:
 class _Record:
     """What the audit line reports about one call; filled in as the call proceeds."""
 
-    __slots__ = ("caller", "code", "job_id")
+    __slots__ = ("caller", "code", "job_id", "peer")
 
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, job_id: str, peer: str) -> None:
+        self.peer = peer
         self.caller: Identity | None = None
         self.code = grpc.StatusCode.OK
         self.job_id = job_id
@@ -54,7 +55,9 @@ async def _abort(record: _Record, context: Context, code: grpc.StatusCode, text:
 
 @contextlib.asynccontextmanager
 async def _guarded(method: str, context: Context, request: object) -> AsyncIterator[_Record]:
-    record = _Record(job_id=str(getattr(request, "job_id", "")))
+    # Read the peer now: context.peer() on a call the client has already cancelled
+    # crashed the process (SIGSEGV) with grpcio 1.85.3.
+    record = _Record(job_id=str(getattr(request, "job_id", "")), peer=context.peer())
     try:
         record.caller = peer_identity(context)
         if record.caller is None:
@@ -88,7 +91,7 @@ async def _guarded(method: str, context: Context, request: object) -> AsyncItera
         caller = record.caller
         logging.info(
             "audit peer=%s user=%s role=%s rpc=%s job=%s code=%s",
-            context.peer(),
+            record.peer,
             caller.user if caller else "-",
             caller.role.value if caller and caller.role else "-",
             method,
