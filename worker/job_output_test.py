@@ -1,0 +1,115 @@
+"""Reading a job's output through the manager: many readers, stalled readers, cancellation.
+
+The byte-level behaviour of the log itself is tested in output_log_test.py; these tests run
+real jobs that write straight into their logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+from pathlib import Path
+
+from worker.manager import JobManager
+from worker.status import JobState
+from worker.testing_manager import (
+    PYTHON,
+    config,
+    job,
+    needs_root,
+    pattern,
+    pattern_job,
+    read_all,
+    sha256,
+)
+
+pytestmark = needs_root
+
+
+async def test_hundred_readers_attaching_at_random_times_get_identical_bytes(
+    tmp_path: Path,
+) -> None:
+    blocks = 2048  # 4 MiB, written over about 0.2 s with a pause every 64 blocks.
+    expected = sha256(pattern(blocks))
+    rng = random.Random(20261129)
+    delays = [rng.uniform(0.0, 1.5) for _ in range(100)]
+    async with JobManager(config(tmp_path)) as manager:
+        started = await manager.start(pattern_job(blocks, pause_every=64))
+
+        async def reader(delay: float) -> tuple[str, bool]:
+            await asyncio.sleep(delay)
+            ended_before = (await manager.status(started.job_id)).state is not JobState.RUNNING
+            return sha256(await read_all(manager, started.job_id)), ended_before
+
+        results = await asyncio.gather(*(reader(d) for d in delays))
+        final = await manager.wait(started.job_id)
+    assert final.exit_code == 0
+    assert [digest for digest, _ in results] == [expected] * 100
+    # Both kinds of reader were exercised: some attached while the job ran, some after.
+    attached_after_exit = sum(after for _, after in results)
+    assert 0 < attached_after_exit < 100
+
+
+async def test_stalled_reader_does_not_stop_a_job_writing_100_mib(tmp_path: Path) -> None:
+    size = 100 << 20
+    writer = job("/bin/sh", "-c", f"head -c {size} /dev/urandom")
+    async with JobManager(config(tmp_path)) as manager:
+        started = await manager.start(writer)
+        stalled = manager.output(started.job_id)
+        first = await anext(stalled)
+        # The reader holds one chunk and is not iterated again until the job has ended.
+        final = await manager.wait(started.job_id)
+        assert final.state is JobState.EXITED and final.exit_code == 0
+        rest = b"".join([chunk async for chunk in stalled])
+        everything = await read_all(manager, started.job_id, follow=False)
+    assert len(first) + len(rest) == size == len(everything)
+    assert sha256(first + rest) == sha256(everything)
+
+
+async def test_chunks_are_at_most_64_kib(tmp_path: Path) -> None:
+    async with JobManager(config(tmp_path)) as manager:
+        started = await manager.start(pattern_job(512))
+        await manager.wait(started.job_id)
+        sizes = [len(c) async for c in manager.output(started.job_id)]
+    assert sum(sizes) == 512 * 2048
+    assert max(sizes) <= 64 * 1024 and min(sizes) > 0
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_cancelled_reader_returns_promptly_and_releases_its_fd(tmp_path: Path) -> None:
+    script = "import sys, time; print('ready', flush=True); time.sleep(1000)"
+    async with JobManager(config(tmp_path, default_grace=0.0)) as manager:
+        started = await manager.start(job(PYTHON, "-c", script))
+        fds_before = _open_fds()
+        got_first = asyncio.Event()
+
+        async def follow() -> None:
+            async for _ in manager.output(started.job_id):
+                got_first.set()
+
+        task = asyncio.create_task(follow())
+        await got_first.wait()
+        assert _open_fds() > fds_before  # The reader's own fd of the log.
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert task.cancelled()
+        assert _open_fds() == fds_before
+        assert (await manager.status(started.job_id)).state is JobState.RUNNING
+        stopped = await manager.stop(started.job_id)
+    assert stopped.state is JobState.STOPPED
+
+
+async def test_non_follow_reader_returns_what_exists_now(tmp_path: Path) -> None:
+    script = "import time; print('first', flush=True); time.sleep(1000)"
+    async with JobManager(config(tmp_path, default_grace=0.0)) as manager:
+        started = await manager.start(job(PYTHON, "-c", script))
+        async with contextlib.aclosing(manager.output(started.job_id)) as reader:
+            await anext(reader)  # The job has written its first line.
+        assert await read_all(manager, started.job_id, follow=False) == b"first\n"
+        await manager.stop(started.job_id)
