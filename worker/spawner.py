@@ -288,6 +288,7 @@ class Spawner:
             try:
                 future = self._replies.get(request_id)
                 if future is None or future.done():
+                    self._replies.pop(request_id, None)
                     continue  # Cancelled before it was sent.
                 while True:
                     try:

@@ -199,11 +199,19 @@ class _Server:
         self._finish(starting)
 
     def _on_a_reaped(self, starting: _Starting, status: int) -> None:
+        # A wrote its record before it exited, so it is in the pipe now; B's exit can only
+        # be classified once its pid is known, which is why this comes first.
+        self._read_report(starting)
+        if starting.finished:
+            return
         if starting.error is None and starting.b_pid is not None and status == 0:
             # A is reaped, so B's parent is now this process (the subreaper): B may arm
             # PDEATHSIG without A's exit firing it.
-            os.write(starting.go_fd, _GO)
-            starting.go_sent = True
+            try:
+                os.write(starting.go_fd, _GO)
+                starting.go_sent = True
+            except BrokenPipeError:
+                pass  # B is gone already; the report pipe's EOF says so.
             return
         if starting.error is None:
             starting.error = {
@@ -242,10 +250,6 @@ class _Server:
 
     def _reap(self) -> None:
         """Reaps every exited child; reports jobs, ignores A processes and orphans."""
-        # Read pending reports first: a B's pid record is in its pipe before B can exit,
-        # and must be known before B's exit is classified.
-        for starting in list(self._starting.values()):
-            self._read_report(starting)
         while True:
             try:
                 pid, status, usage = os.wait4(-1, os.WNOHANG)
