@@ -48,7 +48,16 @@ _CONNECT_CAUSES: tuple[tuple[str, str], ...] = (
     ("network is unreachable", "network is unreachable"),
     ("dns resolution failed", "cannot resolve the host name"),
     ("connection reset", "connection reset by the daemon"),
-    ("socket closed", "connection closed by the daemon"),
+    # With TLS 1.3 the client's side of the handshake is done before the server has
+    # checked the client certificate; a daemon that rejects it just closes the socket
+    # before gRPC's first frame, so that is how a rejection looks from here (measured
+    # with a certificate from another CA and with the server's certificate as a client's).
+    ("socket closed", "daemon rejected the client certificate (it closed the connection)"),
+    (
+        "failed to create security handshaker",
+        "unusable client certificate or key: not PEM, "
+        "or the key does not belong to the certificate",
+    ),
     ("handshake", "TLS handshake failed"),
 )
 

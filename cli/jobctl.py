@@ -6,82 +6,23 @@ connection flags with their environment variables, and the exit codes.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import os
-import sys
-from collections.abc import Awaitable, Callable
-
-from absl import app, flags
-
-from cli import commands, connection, parser, streaming
-from cli.client import JobClient
-from cli.commands import Streams
-from cli.errors import CliError, ExitCode
-
-_Command = Callable[[argparse.Namespace, JobClient, Streams], Awaitable[int]]
-
-_COMMANDS: dict[str, _Command] = {
-    "start": commands.start,
-    "stop": commands.stop,
-    "status": commands.status,
-    "list": commands.list_jobs,
-    "logs": streaming.logs,
-    "run": streaming.run,
-}
-
-# Show the connection flags in --help as if they were defined here.
-flags.adopt_module_key_flags(connection)
-
-
-async def execute(args: argparse.Namespace, settings: connection.Settings, streams: Streams) -> int:
-    """Connects and runs the chosen command.
-
-    Args:
-        args: The parsed command line.
-        settings: Where the daemon is and which credentials to use.
-        streams: Where output goes.
-
-    Returns:
-        The exit code.
-
-    Raises:
-        CliError: The command failed.
-    """
-    async with connection.open_channel(settings) as channel:
-        return await _COMMANDS[args.command](args, JobClient(channel, settings), streams)
-
-
-def _silence_stdout() -> None:
-    # The reader of our stdout went away (`jobctl logs ID | head`). Point fd 1 at
-    # /dev/null so the interpreter's final flush does not print a second BrokenPipeError;
-    # see the "Note on SIGPIPE" in the Python docs of the signal module.
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
-
-
-def main(args: argparse.Namespace) -> int:
-    """Runs one command and returns the process exit code (see ``jobctl --help``)."""
-    streams = Streams(out=sys.stdout.buffer, err=sys.stderr)
-    try:
-        return asyncio.run(execute(args, connection.settings_from_flags(), streams))
-    except CliError as err:
-        commands.note(streams, str(err))
-        return ExitCode.ERROR
-    except KeyboardInterrupt:
-        return ExitCode.INTERRUPTED
-    except BrokenPipeError:
-        _silence_stdout()
-        return ExitCode.ERROR
 
 
 def run() -> None:
-    """Entry point: parses the command line with argparse_flags and runs ``main``."""
-    # gRPC's core logs connection failures to stderr itself; jobctl reports every failure
-    # as its own single line, so the core's copy is noise. Read once, at gRPC's init.
+    """Entry point: parses the command line with argparse_flags and runs the command."""
+    # gRPC's core logs connection failures to stderr itself, which would put a second,
+    # cryptic report beside jobctl's one line. It reads GRPC_VERBOSITY once, when grpc is
+    # imported (measured with grpcio 1.85.3: setting it later has no effect), so grpc and
+    # everything importing it load only after this line.
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")
-    app.run(main, flags_parser=parser.parse)
+    from absl import app, flags
+
+    from cli import connection, dispatch, parser
+
+    # Show the connection flags in --help as if this main module defined them.
+    flags.adopt_module_key_flags(connection)
+    app.run(dispatch.main, flags_parser=parser.parse)
 
 
 if __name__ == "__main__":

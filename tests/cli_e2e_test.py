@@ -1,0 +1,398 @@
+"""jobctl against a real jobworkerd: every command, exit codes, Ctrl-C, isolation, failures.
+
+Jobs run as uid 65534, so they use world-readable programs (/bin/sh, /usr/bin/python3).
+A job is PID 1 of its own PID namespace, which the kernel shields from signals it has no
+handler for (pid_namespaces(7)): ``sh -c 'kill -9 $$'`` does not die. The signal tests
+therefore use a fault (SIGSEGV is forced even on PID 1) and a stop from outside (SIGKILL
+after the grace period).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from api import pki
+from tests.testing_e2e import (
+    COMMAND_TIMEOUT,
+    Daemon,
+    jobctl,
+    read_until,
+    running_daemon,
+    spawn_jobctl,
+)
+from tools.testing.leakcheck import Snapshot
+
+# The daemon is shared by the module, and it keeps the cgroups of ended jobs until it shuts
+# down, so the shared per-test leak check would flag them; _no_leaks_except_job_cgroups
+# checks everything else per test, and the daemon fixture checks the cgroups at the end.
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="jobworkerd needs root"),
+    pytest.mark.allow_leaks,
+]
+
+_JOB_ID = re.compile(rb"[A-Za-z0-9_-]{16,}\n")
+_SEGFAULT = ["/usr/bin/python3", "-c", "import ctypes; ctypes.string_at(0)"]
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    with running_daemon(tmp_path_factory.mktemp("e2e")) as running:
+        yield running
+        every_job = ctl(running, "list", "-o", "json", user="admin")
+        job_ids = {job["id"] for job in json.loads(every_job.stdout)}
+    assert running.process.returncode == 0, running.log.read_text()
+    left = [path for path in Snapshot.take().cgroups if path.rpartition("/job-")[2] in job_ids]
+    assert left == [], "jobworkerd left job cgroups behind"
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks_except_job_cgroups() -> Iterator[None]:
+    before = Snapshot.take()
+    yield
+    deadline = time.monotonic() + 5
+    while True:
+        leaks = Snapshot.take().leaked_since(before)
+        leaks.pop("job cgroups", None)
+        if not leaks or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert leaks == {}
+
+
+def ctl(daemon: Daemon, *args: str, user: str = "alice") -> subprocess.CompletedProcess[bytes]:
+    return jobctl([*daemon.credentials(user), *args])
+
+
+def start(daemon: Daemon, *argv: str, user: str = "alice") -> str:
+    result = ctl(daemon, "start", "--", *argv, user=user)
+    assert result.returncode == 0, result.stderr
+    assert _JOB_ID.fullmatch(result.stdout), result.stdout
+    return result.stdout.decode().strip()
+
+
+def status_json(daemon: Daemon, job_id: str, user: str = "alice") -> dict[str, object]:
+    result = ctl(daemon, "status", "-o", "json", job_id, user=user)
+    assert result.returncode == 0, result.stderr
+    parsed: dict[str, object] = json.loads(result.stdout)
+    return parsed
+
+
+def one_error_line(result: subprocess.CompletedProcess[bytes]) -> str:
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("jobctl: ")
+    return lines[0].removeprefix("jobctl: ")
+
+
+def test_start_prints_only_the_id_and_status_describes_the_job(daemon: Daemon) -> None:
+    job_id = start(daemon, "/bin/sh", "-c", "echo hello; exit 4")
+    assert ctl(daemon, "logs", "-f", job_id).returncode == 4  # Waits for the end.
+
+    job = status_json(daemon, job_id)
+    assert job["id"] == job_id
+    assert job["owner"] == "alice"
+    assert job["argv"] == ["/bin/sh", "-c", "echo hello; exit 4"]
+    assert job["state"] == "exited"
+    assert job["exit_code"] == 4
+    assert job["signal"] is None
+    assert job["ended_at"] is not None
+
+    human = ctl(daemon, "status", job_id)
+    assert human.returncode == 0
+    text = human.stdout.decode()
+    assert re.search(r"^state:\s+exited$", text, re.MULTILINE), text
+    assert re.search(r"^exit:\s+4$", text, re.MULTILINE), text
+    assert f"id:         {job_id}" in text
+
+
+def test_start_applies_limits(daemon: Daemon) -> None:
+    result = ctl(
+        daemon,
+        "start",
+        "--cpu",
+        "0.5",
+        "--memory",
+        "64MiB",
+        "--pids",
+        "32",
+        "--io-read",
+        "10MB/s",
+        "--io-write",
+        "1MiB/s",
+        "--",
+        "/bin/true",
+    )
+    assert result.returncode == 0, result.stderr
+    limits = status_json(daemon, result.stdout.decode().strip())["limits"]
+    assert limits == {
+        "cpu": 0.5,
+        "memory_bytes": 64 * 1024**2,
+        "io_read_bps": 10_000_000,
+        "io_write_bps": 1024**2,
+        "pids": 32,
+    }
+
+
+def test_logs_writes_raw_bytes_from_the_first_byte(daemon: Daemon) -> None:
+    payload = bytes(range(256)) * 4096  # 1 MiB: every byte value, many chunks.
+    job_id = start(
+        daemon,
+        "/usr/bin/python3",
+        "-c",
+        "import sys; sys.stdout.buffer.write(bytes(range(256)) * 4096)",
+    )
+    followed = ctl(daemon, "logs", "-f", job_id)
+    assert followed.returncode == 0, followed.stderr
+    assert followed.stdout == payload
+    again = ctl(daemon, "logs", job_id)
+    assert again.stdout == payload
+
+
+def test_logs_follow_streams_a_running_job_until_it_ends(daemon: Daemon) -> None:
+    job_id = start(daemon, "/bin/sh", "-c", "echo one; exec /bin/sleep 600")
+    follower = spawn_jobctl([*daemon.credentials("alice"), "logs", "-f", job_id])
+    try:
+        assert read_until(follower.stdout, b"one\n") == b"one\n"
+        assert follower.poll() is None  # Still following the running job.
+        # sleep is PID 1 and has no SIGTERM handler, so the stop ends with SIGKILL.
+        stopped = ctl(daemon, "stop", "--grace", "0.2", "-o", "json", job_id)
+        assert stopped.returncode == 0, stopped.stderr
+        _, err = follower.communicate(timeout=COMMAND_TIMEOUT)
+    finally:
+        follower.kill()
+        follower.wait()
+    assert err == b""
+    assert follower.returncode == 128 + signal.SIGKILL
+
+
+def test_stop_prints_the_final_status(daemon: Daemon) -> None:
+    job_id = start(daemon, "/bin/sleep", "600")
+    result = ctl(daemon, "stop", "--grace", "0.2", "-o", "json", job_id)
+    assert result.returncode == 0, result.stderr
+    job = json.loads(result.stdout)
+    assert job["state"] == "stopped", job
+    assert job["stop_requested"] is True
+    assert job["signal"] == signal.SIGKILL
+    human = ctl(daemon, "stop", job_id)  # Stopping an ended job reports it again.
+    assert human.returncode == 0, human.stderr
+    assert re.search(r"^exit:\s+SIGKILL$", human.stdout.decode(), re.MULTILINE)
+
+
+def test_list_shows_a_table_and_json(daemon: Daemon) -> None:
+    job_id = start(daemon, "/bin/echo", "listed")
+    table = ctl(daemon, "list")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.decode().splitlines()
+    assert lines[0].split() == ["ID", "OWNER", "STATE", "EXIT", "STARTED", "COMMAND"]
+    row = next(line for line in lines if line.startswith(job_id))
+    assert row.split()[1] == "alice"
+    assert row.endswith("/bin/echo listed")
+
+    as_json = ctl(daemon, "list", "-o", "json")
+    jobs = json.loads(as_json.stdout)
+    assert job_id in [job["id"] for job in jobs]
+    assert {job["owner"] for job in jobs} == {"alice"}
+
+
+@pytest.mark.parametrize(("script", "code"), [("exit 0", 0), ("exit 3", 3)])
+def test_run_streams_output_and_exits_with_the_job_code(
+    daemon: Daemon, script: str, code: int
+) -> None:
+    result = ctl(daemon, "run", "--", "/bin/sh", "-c", f"echo out; echo err >&2; {script}")
+    assert result.stdout == b"out\nerr\n"
+    assert result.stderr == b""
+    assert result.returncode == code
+
+
+def test_run_exits_128_plus_the_signal_that_killed_the_job(daemon: Daemon) -> None:
+    result = ctl(daemon, "run", "--", *_SEGFAULT)
+    assert result.returncode == 128 + signal.SIGSEGV
+    assert "was killed by SIGSEGV" in one_error_line(result)
+
+
+def test_run_exits_137_when_a_stop_kills_the_job(daemon: Daemon) -> None:
+    runner = spawn_jobctl(
+        [*daemon.credentials("alice"), "run", "--", "/bin/sh", "-c", "echo up; exec /bin/sleep 600"]
+    )
+    try:
+        read_until(runner.stdout, b"up\n")
+        job_id = next(
+            j["id"]
+            for j in json.loads(ctl(daemon, "list", "-o", "json").stdout)
+            if j["state"] == "running" and "echo up" in " ".join(j["argv"])
+        )
+        assert ctl(daemon, "stop", "--grace", "0.2", job_id).returncode == 0
+        _, err = runner.communicate(timeout=COMMAND_TIMEOUT)
+    finally:
+        runner.kill()
+        runner.wait()
+    assert runner.returncode == 128 + signal.SIGKILL
+    assert b"killed by SIGKILL" in err
+
+
+def test_run_ctrl_c_stops_the_job_and_exits_with_its_code(daemon: Daemon) -> None:
+    # One process with a SIGTERM handler: a shell would also report its children's deaths.
+    script = (
+        "import os, signal, time\n"
+        "def bye(*_):\n"  # os.write: the signal may interrupt print() of 'ready'.
+        "    os.write(1, b'got TERM\\n')\n"
+        "    os._exit(7)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    runner = spawn_jobctl(
+        [*daemon.credentials("alice"), "run", "--", "/usr/bin/python3", "-c", script]
+    )
+    try:
+        read_until(runner.stdout, b"ready\n")
+        runner.send_signal(signal.SIGINT)
+        out, err = runner.communicate(timeout=COMMAND_TIMEOUT)
+    finally:
+        runner.kill()
+        runner.wait()
+    assert out == b"got TERM\n", out.decode()
+    assert b"stopping job" in err
+    assert runner.returncode == 7
+
+
+def test_run_second_ctrl_c_detaches_and_leaves_the_job(daemon: Daemon) -> None:
+    # Ignores SIGTERM, so the stop waits out its long grace period.
+    script = "trap '' TERM; echo ready; while :; do sleep 0.1; done"
+    runner = spawn_jobctl(
+        [*daemon.credentials("alice"), "run", "--grace", "600", "--", "/bin/sh", "-c", script]
+    )
+    try:
+        read_until(runner.stdout, b"ready\n")
+        runner.send_signal(signal.SIGINT)
+        err = read_until(runner.stderr, b"Ctrl-C again to detach")
+        runner.send_signal(signal.SIGINT)
+        _, rest = runner.communicate(timeout=COMMAND_TIMEOUT)
+    finally:
+        runner.kill()
+        runner.wait()
+    assert runner.returncode == 130
+    match = re.search(rb"detached; job (\S+) is left to the daemon", err + rest)
+    assert match, err + rest
+    job_id = match.group(1).decode()
+    assert status_json(daemon, job_id)["state"] == "running"
+    assert ctl(daemon, "stop", "--grace", "0", job_id).returncode == 0
+
+
+def test_logs_exits_with_the_code_of_an_ended_job(daemon: Daemon) -> None:
+    job_id = start(daemon, "/bin/sh", "-c", "echo bye; exit 5")
+    result = ctl(daemon, "logs", "-f", job_id)
+    assert (result.returncode, result.stdout) == (5, b"bye\n")
+
+
+@pytest.mark.parametrize("command", ["status", "logs", "stop"])
+def test_other_users_jobs_are_not_found(daemon: Daemon, command: str) -> None:
+    job_id = start(daemon, "/bin/sleep", "600")
+    try:
+        result = ctl(daemon, command, job_id, user="bob")
+        assert result.returncode == 1
+        assert one_error_line(result) == f"job not found: {job_id}"
+        assert job_id.encode() not in ctl(daemon, "list", user="bob").stdout
+        assert job_id.encode() in ctl(daemon, "list", user="admin").stdout
+    finally:
+        ctl(daemon, "stop", "--grace", "0", job_id)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["start", "--memory", "10M", "--", "/bin/true"],
+        ["start", "--cpu", "0", "--", "/bin/true"],
+        ["start"],
+        ["status"],
+        ["list", "-o", "yaml"],
+        ["frobnicate"],
+        [],
+    ],
+)
+def test_bad_command_lines_exit_2_with_usage(daemon: Daemon, args: list[str]) -> None:
+    result = ctl(daemon, *args)
+    assert result.returncode == 2
+    assert b"usage: jobctl" in result.stderr
+    assert result.stdout == b""
+
+
+def test_invalid_limits_are_reported_by_field(daemon: Daemon) -> None:
+    result = ctl(daemon, "start", "--cpu", "1000", "--", "/bin/true")
+    assert result.returncode == 1
+    assert one_error_line(result).startswith("invalid argument: limits.cpu")
+
+
+def test_unknown_job_is_not_found(daemon: Daemon) -> None:
+    result = ctl(daemon, "status", "AAAAAAAAAAAAAAAAAAAAAA")
+    assert result.returncode == 1
+    assert one_error_line(result) == "job not found: AAAAAAAAAAAAAAAAAAAAAA"
+
+
+def test_daemon_down_is_a_clear_error_within_the_connect_timeout(daemon: Daemon) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        addr = f"127.0.0.1:{probe.getsockname()[1]}"
+    # Nothing listens on addr now. Refusal must be reported without waiting out the
+    # (deliberately long) connect timeout.
+    began = time.monotonic()
+    result = ctl(daemon, "list", f"--addr={addr}", "--connect_timeout=60")
+    assert time.monotonic() - began < 60
+    assert result.returncode == 1
+    assert one_error_line(result) == f"cannot connect to {addr}: connection refused"
+
+
+def test_silent_peer_times_out_at_the_connect_timeout(daemon: Daemon) -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # Completes TCP handshakes but never speaks TLS.
+        addr = f"127.0.0.1:{silent.getsockname()[1]}"
+        result = ctl(daemon, "list", f"--addr={addr}", "--connect_timeout=1")
+    assert result.returncode == 1
+    assert one_error_line(result) == f"cannot connect to {addr}: no answer within 1s"
+
+
+def test_certificate_from_another_ca_is_rejected(daemon: Daemon, tmp_path: Path) -> None:
+    other_ca = pki.new_ca("impostor CA")
+    pki.write_credential(pki.issue_client(other_ca, "alice", pki.Role.USER), tmp_path, "alice")
+    result = ctl(
+        daemon, "list", f"--cert={tmp_path / 'alice.crt'}", f"--key={tmp_path / 'alice.key'}"
+    )
+    assert result.returncode == 1
+    assert one_error_line(result).startswith("daemon rejected the client certificate")
+
+
+def test_untrusted_daemon_certificate_is_refused(daemon: Daemon, tmp_path: Path) -> None:
+    pki.write_credential(pki.new_ca("impostor CA"), tmp_path, "ca")
+    result = ctl(daemon, "list", f"--ca={tmp_path / 'ca.crt'}")
+    assert result.returncode == 1
+    assert one_error_line(result) == (
+        f"cannot connect to {daemon.addr}: the daemon's certificate is not signed by the CA in --ca"
+    )
+
+
+def test_environment_and_relative_paths(daemon: Daemon) -> None:
+    env = {
+        "JOBCTL_ADDR": "127.0.0.1:1",  # The flag below wins over it.
+        "JOBCTL_CA": "ca.crt",
+        "JOBCTL_CERT": "bob.crt",
+        "JOBCTL_KEY": "bob.key",
+        "BUILD_WORKING_DIRECTORY": str(daemon.pki_dir),  # As under `bazel run`.
+    }
+    result = jobctl([f"--addr={daemon.addr}", "list", "-o", "json"], env=env, cwd=Path("/"))
+    assert result.returncode == 0, result.stderr
+    assert all(job["owner"] == "bob" for job in json.loads(result.stdout))
+
+    missing = jobctl(["list"], env={"JOBCTL_ADDR": daemon.addr})
+    assert missing.returncode == 1
+    assert one_error_line(missing) == "no --ca given and JOBCTL_CA is not set"
