@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import datetime
 import math
-import re
 
 from google.protobuf import timestamp_pb2
 
 from jobworker.v1 import jobworker_pb2 as pb
 from worker.errors import InvalidSpec
+from worker.ids import ID_LENGTH, is_job_id
 from worker.spec import DEFAULT_PATH, JobSpec, Limits
 from worker.status import JobState, JobStatus, Usage
 
-# Job ids are random URL-safe base64 text (worker/status.py). A malformed id is rejected
-# with INVALID_ARGUMENT rather than NOT_FOUND: no job can have such an id, so saying so
-# reveals nothing about other users' jobs, and the client learns its input was wrong.
-_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_GRACE_SECONDS = 300.0
 
 _STATES = {
@@ -34,13 +30,17 @@ _LIMIT_FIELDS = ("cpu", "memory_bytes", "io_read_bps", "io_write_bps", "pids")
 
 
 def job_id(value: str) -> str:
-    """Returns ``value`` if it is a well-formed job id.
+    """Returns ``value`` if it has the shape of a job id (worker/ids.py).
+
+    A malformed id gets INVALID_ARGUMENT, not NOT_FOUND: no job can have such an id, so
+    saying so reveals nothing about other users' jobs, and the client learns that its
+    input, not the job table, is the problem.
 
     Raises:
         InvalidSpec: On field ``job_id``.
     """
-    if not _JOB_ID.fullmatch(value):
-        raise InvalidSpec("job_id", "must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'")
+    if not is_job_id(value):
+        raise InvalidSpec("job_id", f"must be {ID_LENGTH} characters of A-Z, a-z, 0-9, '_' or '-'")
     return value
 
 

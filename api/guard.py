@@ -134,7 +134,11 @@ def _stream_response(
 ) -> Callable[..., AsyncIterator[Any]]:
     async def guarded(request: object, context: Context) -> AsyncIterator[Any]:
         async with _guarded(method, context, request):
-            async for response in behavior(request, context):
+            responses = behavior(request, context)
+            if inspect.isawaitable(responses):  # Writes through context.write (health Watch).
+                await responses
+                return
+            async for response in responses:
                 yield response
 
     return guarded

@@ -1,0 +1,141 @@
+"""Request validation and conversion, with a hypothesis property test."""
+
+from __future__ import annotations
+
+import datetime
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from api import convert
+from jobworker.v1 import jobworker_pb2 as pb
+from worker.errors import InvalidSpec
+from worker.spec import Limits
+from worker.status import JobState, JobStatus, Usage
+
+LIMIT_FIELDS = ("cpu", "memory_bytes", "io_read_bps", "io_write_bps", "pids")
+INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+
+
+@st.composite
+def start_requests(draw: st.DrawFn) -> pb.StartJobRequest:
+    text = st.text(max_size=20)
+    request = pb.StartJobRequest(
+        argv=draw(st.lists(text, max_size=5)),
+        env=draw(st.dictionaries(text, text, max_size=3)),
+        cwd=draw(st.one_of(st.just(""), st.just("/tmp"), text)),
+    )
+    if draw(st.booleans()):
+        limits = pb.Limits()
+        if draw(st.booleans()):
+            limits.cpu = draw(st.floats(allow_nan=True, allow_infinity=True))
+        for name in LIMIT_FIELDS[1:]:
+            if draw(st.booleans()):
+                setattr(limits, name, draw(INT64))
+        request.limits.CopyFrom(limits)
+    return request
+
+
+def _valid_text(value: str) -> bool:
+    return "\x00" not in value
+
+
+def _expected_valid(request: pb.StartJobRequest) -> bool:
+    argv, env, limits = list(request.argv), dict(request.env), request.limits
+    if not argv or not argv[0] or not all(map(_valid_text, argv)):
+        return False
+    if any(not k or "=" in k or not _valid_text(k) or not _valid_text(v) for k, v in env.items()):
+        return False
+    cwd = request.cwd or "/"
+    if not cwd.startswith("/") or not _valid_text(cwd):
+        return False
+    if limits.HasField("cpu") and not (math.isfinite(limits.cpu) and 0.01 <= limits.cpu <= 1024):
+        return False
+    low = {"memory_bytes": 1 << 20, "io_read_bps": 1, "io_write_bps": 1, "pids": 1}
+    return all(
+        low[name] <= getattr(limits, name) <= 1 << 62
+        for name in LIMIT_FIELDS[1:]
+        if limits.HasField(name)
+    )
+
+
+@given(start_requests())
+def test_start_request_is_accepted_exactly_when_valid(request: pb.StartJobRequest) -> None:
+    try:
+        spec = convert.spec_from_request(request, owner="alice")
+    except InvalidSpec as error:
+        assert not _expected_valid(request), error
+        # The message names a field of the request.
+        assert error.field.split("[")[0].split(".")[0] in {
+            "argv",
+            "env key",
+            "env",
+            "cwd",
+            "limits",
+        }
+        assert str(error).startswith(error.field)
+    else:
+        assert _expected_valid(request)
+        assert spec.argv == tuple(request.argv) and spec.owner == "alice"
+        for name in LIMIT_FIELDS:
+            expected = getattr(request.limits, name) if request.limits.HasField(name) else None
+            assert getattr(spec.limits, name) == expected
+
+
+@given(st.one_of(st.text(max_size=80), st.text(alphabet="ab_-Z9", min_size=20, max_size=24)))
+def test_job_id_shape(value: str) -> None:
+    well_formed = len(value) == 22 and all(
+        c.isascii() and (c.isalnum() or c in "-_") for c in value
+    )
+    if well_formed:
+        assert convert.job_id(value) == value
+    else:
+        with pytest.raises(InvalidSpec, match=r"^job_id: "):
+            convert.job_id(value)
+
+
+@pytest.mark.parametrize("grace", [-1.0, math.nan, math.inf, 301.0])
+def test_bad_grace(grace: float) -> None:
+    with pytest.raises(InvalidSpec, match=r"^grace_seconds: "):
+        convert.grace(pb.StopJobRequest(job_id="x", grace_seconds=grace))
+
+
+def test_grace() -> None:
+    assert convert.grace(pb.StopJobRequest(job_id="x")) is None
+    assert convert.grace(pb.StopJobRequest(job_id="x", grace_seconds=0)) == 0
+    assert convert.grace(pb.StopJobRequest(job_id="x", grace_seconds=2.5)) == 2.5
+
+
+def test_offset() -> None:
+    assert convert.offset(pb.StreamOutputRequest(offset=7)) == 7
+    with pytest.raises(InvalidSpec, match=r"^offset: "):
+        convert.offset(pb.StreamOutputRequest(offset=-1))
+
+
+def test_status_round_trip_of_every_field() -> None:
+    started = datetime.datetime(2026, 11, 29, 5, 0, tzinfo=datetime.UTC)
+    status = JobStatus(
+        job_id="abc",
+        owner="alice",
+        argv=("/bin/sh", "-c", "exit 3"),
+        state=JobState.STOPPED,
+        exit_code=None,
+        signal=9,
+        oom_killed=True,
+        stop_requested=True,
+        started_at=started,
+        ended_at=started + datetime.timedelta(seconds=2),
+        limits=Limits(cpu=0.5, pids=10),
+        usage=Usage(cpu_usec=1, memory_bytes=2, memory_peak_bytes=3, oom_kills=1),
+        error=None,
+    )
+    message = convert.status_to_pb(status)
+    assert message.state == pb.JOB_STATE_STOPPED
+    assert not message.HasField("exit_code") and message.signal == 9
+    assert message.oom_killed and message.stop_requested and message.usage.oom_kills == 1
+    assert message.started_at.ToDatetime(datetime.UTC) == started
+    assert message.ended_at.seconds - message.started_at.seconds == 2
+    assert message.limits.cpu == 0.5 and not message.limits.HasField("memory_bytes")
+    assert list(message.argv) == ["/bin/sh", "-c", "exit 3"] and message.error == ""
