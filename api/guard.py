@@ -47,6 +47,13 @@ class _Record:
         self.job_id = job_id
 
 
+def _loggable(text: str) -> str:
+    # Job ids arrive from clients unchecked: escape them so a crafted id cannot forge or
+    # split audit lines (log injection), and cap their length.
+    escaped = text.encode("unicode_escape").decode("ascii").replace(" ", "\\x20")
+    return escaped if len(escaped) <= 64 else escaped[:64] + "..."
+
+
 async def _abort(record: _Record, context: Context, code: grpc.StatusCode, text: str) -> NoReturn:
     record.code = code
     await context.abort(code, text)
@@ -92,10 +99,10 @@ async def _guarded(method: str, context: Context, request: object) -> AsyncItera
         logging.info(
             "audit peer=%s user=%s role=%s rpc=%s job=%s code=%s",
             record.peer,
-            caller.user if caller else "-",
+            _loggable(caller.user) if caller else "-",
             caller.role.value if caller and caller.role else "-",
             method,
-            record.job_id or "-",
+            _loggable(record.job_id) if record.job_id else "-",
             record.code.name,
         )
 

@@ -256,3 +256,17 @@ async def test_health_watch_is_guarded_like_any_stream(pki_dir: Path) -> None:
         first = await watch.read()
         watch.cancel()
     assert first.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_a_crafted_job_id_cannot_forge_an_audit_line(
+    pki_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    forged = "x\nI1129 audit peer=- user=admin role=admin rpc=StopJob job=y code=OK"
+    async with running_daemon(FakeJobManager(), pki_dir) as daemon, daemon.stub("bob") as bob:
+        code, _ = await _code(bob.GetJob(pb.GetJobRequest(job_id=forged), timeout=RPC_TIMEOUT))
+    assert code == INVALID
+    audit = [r.getMessage() for r in caplog.records if "audit " in r.getMessage()]
+    assert len(audit) == 1
+    # One line, and the forged fields stay inside the escaped job id.
+    assert "\n" not in audit[0] and " user=bob " in audit[0] and " user=admin " not in audit[0]
