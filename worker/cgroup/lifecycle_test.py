@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import secrets
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,6 +62,14 @@ async def wait_until_empty(cg: JobCgroup) -> None:
     async with asyncio.timeout(10):
         while not cg.is_empty():  # noqa: ASYNC110 (as above)
             await asyncio.sleep(0.02)
+
+
+def listed_pids_of(procs_files: list[str]) -> set[int]:
+    pids = set()
+    for procs_file in procs_files:
+        with contextlib.suppress(FileNotFoundError):
+            pids |= {int(p) for p in Path(procs_file).read_text().split()}
+    return pids
 
 
 def own_cgroups() -> dict[str, str]:
@@ -167,17 +178,60 @@ async def test_remove_gives_up_while_busy(
     assert not exists(cg)
 
 
-async def test_sweep_kills_and_removes_leftovers(jobs: JobFactory) -> None:
-    left = [jobs.create(Limits(pids=64)) for _ in range(2)]
-    mains = [await start_in(cg, ["/bin/sh", "-c", ESCAPERS]) for cg in left]
+# A daemon that dies with two running jobs: it creates them, starts ESCAPERS in each and
+# exits without cleaning up, which also drops its ownership locks.
+DYING_DAEMON = """
+import subprocess, sys
+from worker.cgroup import detect
+from worker.cgroup.testing_jobs import JOIN_SCRIPT
+from worker.spec import Limits
+driver = detect.open_driver(io_paths=())
+for i in range(2):
+    cg = driver.create(f"{sys.argv[1]}-{i}", Limits(pids=64))
+    env = {"PATH": "/usr/bin:/bin", "JOIN": " ".join(cg.procs_files)}
+    argv = ["/bin/sh", "-c", JOIN_SCRIPT, "sh", "/bin/sh", "-c", sys.argv[2]]
+    subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
+    print(cg.procs_files[0], flush=True)
+"""
+
+
+async def test_sweep_kills_and_removes_leftovers() -> None:
+    dying = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        DYING_DAEMON,
+        secrets.token_urlsafe(6),
+        ESCAPERS,
+        stdout=asyncio.subprocess.PIPE,
+        env={"PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert dying.stdout is not None
+    procs_files = (await dying.stdout.read()).decode().split()
+    assert await wait_exit(dying) == 0
+    assert len(procs_files) == 2
     pids = set()
-    for cg in left:
-        pids |= await wait_for_pids(cg, 5)
-    # A restarted daemon opens a new driver and sweeps what the last one left.
+    async with asyncio.timeout(30):
+        while len(pids := listed_pids_of(procs_files)) < 10:  # noqa: ASYNC110 (as above)
+            await asyncio.sleep(0.05)
+    # The restarted daemon opens a new driver and sweeps what the dead one left.
     restarted = detect.open_driver(io_paths=())
     assert await restarted.sweep() == 2
-    for main in mains:
-        assert await wait_exit(main) == -signal.SIGKILL
-    assert not any(exists(cg) for cg in left)
+    assert not any(Path(f).parent.exists() for f in procs_files)
     assert not any(alive(pid) for pid in pids)
     assert await restarted.sweep() == 0
+
+
+async def test_sweep_leaves_live_jobs_alone(jobs: JobFactory) -> None:
+    cg = jobs.create()
+    sleeper = await start_in(cg, ["/bin/sleep", "1000"])
+    await wait_for_pids(cg, 1)
+    # Another daemon starting beside this one must not take this process's running job.
+    other = detect.open_driver(io_paths=())
+    await other.sweep()
+    await asyncio.sleep(0.2)
+    assert sleeper.returncode is None
+    assert exists(cg)
+    await teardown.kill_until_empty(cg)
+    assert await wait_exit(sleeper) == -signal.SIGKILL
+    await cg.remove()
+    assert not exists(cg)

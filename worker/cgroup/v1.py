@@ -15,6 +15,7 @@ from pathlib import Path
 from worker.cgroup import files, teardown
 from worker.cgroup.base import JOB_DIR_PREFIX, PARENT_DIR_NAME, CgroupMode, job_dir_name
 from worker.cgroup.blockdev import BlockDevice
+from worker.cgroup.ownership import JobLock, parent_locked
 from worker.errors import CgroupError
 from worker.spec import Limits
 from worker.status import Usage
@@ -36,14 +37,16 @@ def _unique_dirs(dirs: Mapping[str, Path]) -> tuple[Path, ...]:
 class V1JobCgroup:
     """The cgroups of one job, one per v1 hierarchy; implements base.JobCgroup."""
 
-    def __init__(self, dirs: Mapping[str, Path]) -> None:
+    def __init__(self, dirs: Mapping[str, Path], lock: JobLock | None) -> None:
         """Wraps existing job directories.
 
         Args:
             dirs: The job's directory in each hierarchy, keyed by controller name.
+            lock: The ownership lock on the freezer directory, released by remove().
         """
         self._dirs = dict(dirs)
         self._unique = _unique_dirs(self._dirs)
+        self._lock = lock
 
     @property
     def procs_files(self) -> tuple[str, ...]:
@@ -103,8 +106,17 @@ class V1JobCgroup:
         )
 
     async def remove(self) -> None:
-        """Removes the job's directory in every hierarchy, retrying EBUSY."""
-        await teardown.remove_dirs(self._unique)
+        """Removes the job's directory in every hierarchy, retrying EBUSY.
+
+        The locked freezer directory goes last, so a concurrent sweep never mistakes a
+        half-removed job for a leftover.
+        """
+        locked = self._dirs.get("freezer")
+        await teardown.remove_dirs([d for d in self._unique if d != locked])
+        if locked is not None:
+            await teardown.remove_dirs([locked])
+        if self._lock is not None:
+            self._lock.release()
 
 
 class V1Driver:
@@ -134,9 +146,6 @@ class V1Driver:
         """The jobworker parent directory in each hierarchy."""
         return dict(self._parents)
 
-    def _job(self, name: str) -> V1JobCgroup:
-        return V1JobCgroup({c: p / name for c, p in self._parents.items()})
-
     def create(self, job_id: str, limits: Limits) -> V1JobCgroup:
         """Makes the job's directory in every hierarchy and applies ``limits``.
 
@@ -144,18 +153,27 @@ class V1Driver:
             CgroupError: A directory could not be made or a limit was refused; what was made
                 is removed again.
         """
-        job = self._job(job_dir_name(job_id))
+        name = job_dir_name(job_id)
+        dirs = {c: p / name for c, p in self._parents.items()}
         made: list[Path] = []
+        lock = None
         try:
-            for path in job._unique:
-                files.make_dir(path)
-                made.append(path)
-            self._apply(job._dirs, limits)
+            with parent_locked(self._parents["freezer"], exclusive=False):
+                # The freezer dir, which carries the lock, is made last (see sweep()).
+                for path in sorted(_unique_dirs(dirs), key=lambda d: d == dirs["freezer"]):
+                    files.make_dir(path)
+                    made.append(path)
+                lock = JobLock.try_acquire(dirs["freezer"])
+            if lock is None:
+                raise CgroupError(f"cgroup {dirs['freezer']} is locked by another process")
+            self._apply(dirs, limits)
         except CgroupError:
+            if lock is not None:
+                lock.release()
             for path in reversed(made):
                 files.try_rmdir(path)
             raise
-        return job
+        return V1JobCgroup(dirs, lock)
 
     def _apply(self, dirs: Mapping[str, Path], limits: Limits) -> None:
         if limits.cpu is not None:
@@ -182,18 +200,32 @@ class V1Driver:
             files.write(dirs["pids"] / "pids.max", str(limits.pids))
 
     async def sweep(self) -> int:
-        """Kills and removes every job cgroup found under the parents; returns how many."""
-        names: set[str] = set()
-        for parent in self._parents.values():
-            names.update(
-                p.name for p in parent.iterdir() if p.is_dir() and p.name.startswith(JOB_DIR_PREFIX)
-            )
-        for name in sorted(names):
-            present = {c: p / name for c, p in self._parents.items() if (p / name).is_dir()}
-            job = V1JobCgroup(present)
+        """Kills and removes the job cgroups that no live driver owns; returns how many.
+
+        A job whose freezer directory another process holds locked belongs to a live
+        driver and is left alone (see ownership.py).
+        """
+        leftovers = []
+        with parent_locked(self._parents["freezer"], exclusive=True):
+            names: set[str] = set()
+            for parent in self._parents.values():
+                names.update(
+                    p.name
+                    for p in parent.iterdir()
+                    if p.is_dir() and p.name.startswith(JOB_DIR_PREFIX)
+                )
+            for name in sorted(names):
+                present = {c: p / name for c, p in self._parents.items() if (p / name).is_dir()}
+                lock = None
+                if "freezer" in present:
+                    lock = JobLock.try_acquire(present["freezer"])
+                    if lock is None:
+                        continue
+                leftovers.append(V1JobCgroup(present, lock))
+        for job in leftovers:
             await teardown.kill_until_empty(job)
             await job.remove()
-        return len(names)
+        return len(leftovers)
 
 
 def open_v1_driver(

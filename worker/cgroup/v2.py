@@ -22,6 +22,7 @@ from pathlib import Path
 from worker.cgroup import files, teardown
 from worker.cgroup.base import JOB_DIR_PREFIX, PARENT_DIR_NAME, CgroupMode, job_dir_name
 from worker.cgroup.blockdev import BlockDevice
+from worker.cgroup.ownership import JobLock, parent_locked
 from worker.errors import CgroupError
 from worker.spec import Limits
 from worker.status import Usage
@@ -35,9 +36,15 @@ CPU_PERIOD_US = 100_000
 class V2JobCgroup:
     """The cgroup of one job; implements base.JobCgroup."""
 
-    def __init__(self, path: Path) -> None:
-        """Wraps an existing job directory."""
+    def __init__(self, path: Path, lock: JobLock) -> None:
+        """Wraps an existing job directory.
+
+        Args:
+            path: The job's cgroup directory.
+            lock: The ownership lock on it, released by remove().
+        """
         self._path = path
+        self._lock = lock
 
     @property
     def path(self) -> Path:
@@ -95,6 +102,7 @@ class V2JobCgroup:
     async def remove(self) -> None:
         """Removes the job's directory, retrying EBUSY."""
         await teardown.remove_dirs([self._path])
+        self._lock.release()
 
 
 class V2Driver:
@@ -128,13 +136,19 @@ class V2Driver:
                 directory is removed again.
         """
         path = self._parent / job_dir_name(job_id)
-        files.make_dir(path)
+        with parent_locked(self._parent, exclusive=False):
+            files.make_dir(path)
+            lock = JobLock.try_acquire(path)
         try:
+            if lock is None:
+                raise CgroupError(f"cgroup {path} is locked by another process")
             self._apply(path, limits)
         except CgroupError:
+            if lock is not None:
+                lock.release()
             files.try_rmdir(path)
             raise
-        return V2JobCgroup(path)
+        return V2JobCgroup(path, lock)
 
     def _apply(self, path: Path, limits: Limits) -> None:
         if limits.cpu is not None:
@@ -163,15 +177,22 @@ class V2Driver:
             files.write(path / "pids.max", str(limits.pids))
 
     async def sweep(self) -> int:
-        """Kills and removes every job cgroup found under the parent; returns how many."""
-        found = sorted(
-            p for p in self._parent.iterdir() if p.is_dir() and p.name.startswith(JOB_DIR_PREFIX)
-        )
-        for path in found:
-            job = V2JobCgroup(path)
+        """Kills and removes the job cgroups that no live driver owns; returns how many.
+
+        A job directory another process holds locked belongs to a live driver and is left
+        alone (see ownership.py).
+        """
+        leftovers = []
+        with parent_locked(self._parent, exclusive=True):
+            for path in sorted(self._parent.iterdir()):
+                if path.is_dir() and path.name.startswith(JOB_DIR_PREFIX):
+                    lock = JobLock.try_acquire(path)
+                    if lock is not None:
+                        leftovers.append(V2JobCgroup(path, lock))
+        for job in leftovers:
             await teardown.kill_until_empty(job)
             await job.remove()
-        return len(found)
+        return len(leftovers)
 
 
 def _host_has_swap() -> bool:
