@@ -168,10 +168,11 @@ async def test_exit_race_thousand_jobs_lose_no_byte(tmp_path: Path) -> None:
 
 
 async def test_spawner_killed_while_jobs_run(tmp_path: Path) -> None:
+    marker = f"86400.{secrets.randbelow(10**9)}"
     before = _children()
     async with JobManager(config(tmp_path)) as manager:
         (spawner_pid,) = _children() - before
-        running = [await manager.start(job("/bin/sleep", "1000")) for _ in range(3)]
+        running = [await manager.start(job("/bin/sleep", marker)) for _ in range(3)]
         os.kill(spawner_pid, signal.SIGKILL)
         finals = [await manager.wait(s.job_id) for s in running]
         # The next start replaces the spawner.
@@ -183,7 +184,7 @@ async def test_spawner_killed_while_jobs_run(tmp_path: Path) -> None:
         assert final.error is not None and "spawner" in final.error
         assert final.ended_at is not None
     assert after.state is JobState.EXITED and after.exit_code == 4
-    assert _pids_running("/bin/sleep\x001000") == []
+    assert _pids_running(f"/bin/sleep\x00{marker}") == []
 
 
 async def test_shutdown_stops_running_jobs_and_concurrent_aclose_is_safe(tmp_path: Path) -> None:

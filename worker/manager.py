@@ -26,7 +26,7 @@ from worker.errors import (
     ManagerClosed,
 )
 from worker.ids import is_job_id, new_job_id
-from worker.job import Job
+from worker.job import Job, read_usage
 from worker.output_log import LogWatcher
 from worker.spawner import Spawner
 from worker.spec import JobSpec, Limits
@@ -68,13 +68,17 @@ class JobManager:
     Ended jobs stay in the table, with their logs, for the life of the manager.
     """
 
+    # TODO: evict ended jobs and delete their logs after a retention period (and persist
+    # metadata so that status survives a restart); today they live as long as the manager,
+    # so memory and disk grow with the number of jobs ever run.
+
     def __init__(self, config: ManagerConfig) -> None:
         self._config = config
         self._logs_dir = config.data_dir / "logs"
         self._jobs: dict[str, Job] = {}
         # Every task the manager creates: supervisors, stop sequences, in-flight starts.
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._starting: set[asyncio.Task[Job]] = set()
+        self._starting: set[asyncio.Task[tuple[Job, JobStatus]]] = set()
         self._driver: CgroupDriver | None = None
         self._watcher: LogWatcher | None = None
         self._spawner: Spawner | None = None
@@ -148,11 +152,11 @@ class JobManager:
         self._starting.add(task)
         task.add_done_callback(self._starting.discard)
         try:
-            job = await asyncio.shield(task)
+            _, status = await asyncio.shield(task)
         except asyncio.CancelledError:
             task.add_done_callback(self._abandon_start)
             raise
-        return job.status()
+        return status
 
     async def stop(self, job_id: str, grace: float | None = None) -> JobStatus:
         """Stops a job: SIGTERM to all its processes, then SIGKILL after ``grace`` seconds.
@@ -202,7 +206,9 @@ class JobManager:
             JobNotFound: No such job.
             CgroupError: The usage of a running job could not be read.
         """
-        return self._lookup(job_id).status()
+        job = self._lookup(job_id)
+        await read_usage([job])
+        return job.status()
 
     async def list(self, owner: str | None = None) -> list[JobStatus]:
         """Returns the status of every job, or of ``owner``'s jobs, in start order.
@@ -210,7 +216,9 @@ class JobManager:
         Raises:
             CgroupError: The usage of a running job could not be read.
         """
-        return [job.status() for job in self._jobs.values() if owner is None or job.owner == owner]
+        jobs = [job for job in self._jobs.values() if owner is None or job.owner == owner]
+        await read_usage(jobs)
+        return [job.status() for job in jobs]
 
     async def output(
         self, job_id: str, offset: int = 0, follow: bool = True
@@ -292,7 +300,7 @@ class JobManager:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _start(self, spec: JobSpec, limits: Limits) -> Job:
+    async def _start(self, spec: JobSpec, limits: Limits) -> tuple[Job, JobStatus]:
         assert self._driver is not None and self._watcher is not None
         spawner = await self._live_spawner()
         job = await Job.launch(
@@ -308,7 +316,8 @@ class JobManager:
         )
         self._jobs[job.job_id] = job
         self._own(job.supervise(), f"jobworker-supervise-{job.job_id}")
-        return job
+        # Taken now: a quick job may be final by the time the caller of start() resumes.
+        return job, job.status()
 
     async def _live_spawner(self) -> Spawner:
         async with self._spawner_lock:
@@ -322,11 +331,11 @@ class JobManager:
             self._spawner = await Spawner.start()
             return self._spawner
 
-    def _abandon_start(self, task: asyncio.Task[Job]) -> None:
+    def _abandon_start(self, task: asyncio.Task[tuple[Job, JobStatus]]) -> None:
         # The caller of start() was cancelled. If the job started anyway, nobody knows its
         # id, so stop it at once; a failed start already undid itself.
         if task.cancelled() or task.exception() is not None:
             return
-        job = task.result()
+        job, _ = task.result()
         if job.request_stop(0.0):
             job.stop_task = self._own(job.stop(0.0), f"jobworker-stop-{job.job_id}")

@@ -5,6 +5,7 @@ Every test runs real jobs (uid 65534, new namespaces, real cgroups), so they nee
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import signal
 from pathlib import Path
@@ -185,3 +186,17 @@ async def test_data_directory_is_private(tmp_path: Path) -> None:
     assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
     assert (tmp_path / "data" / "logs").stat().st_mode & 0o777 == 0o700
     assert (tmp_path / "data" / "logs" / started.job_id).stat().st_mode & 0o777 == 0o600
+
+
+async def test_status_of_a_running_job_reads_live_usage(tmp_path: Path) -> None:
+    async with JobManager(config(tmp_path, default_grace=0.0)) as manager:
+        started = await manager.start(job(PYTHON, "-c", "while True: pass"))
+        deadline = asyncio.get_running_loop().time() + 60
+        while (status := await manager.status(started.job_id)).usage.cpu_usec < 200_000:
+            assert asyncio.get_running_loop().time() < deadline, status
+            await asyncio.sleep(0.05)
+        (listed,) = await manager.list()
+        assert listed.state is JobState.RUNNING
+        assert listed.usage.cpu_usec >= status.usage.cpu_usec
+        stopped = await manager.stop(started.job_id)
+    assert stopped.usage.cpu_usec >= listed.usage.cpu_usec
