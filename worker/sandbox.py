@@ -4,11 +4,11 @@ The spawner (worker/spawner_main.py) is single-threaded, so running Python in it
 children is safe; the daemon never imports this module. Two processes are involved:
 
 * **A, the intermediate process** (child of the spawner): joins the job's cgroups, unshares
-  the PID, mount and network namespaces, forks B, reports B's pid and exits. A must exist
-  because unshare(CLONE_NEWPID) moves only the caller's *children* into the new namespace.
-* **B, the job's init** (PID 1 of the new PID namespace): sets up mounts and loopback, waits
-  for the spawner's go-ahead, drops privileges, arms its parent-death signal, sets up fds and
-  execs the job's program, which therefore is PID 1 of its namespace.
+  the PID, mount and network namespaces, forks B and exits. A must exist because
+  unshare(CLONE_NEWPID) moves only the caller's *children* into the new namespace.
+* **B, the job's init** (PID 1 of the new PID namespace): reports its pid, sets up mounts and
+  loopback, waits until A has exited, drops privileges, arms its parent-death signal, sets
+  up fds and execs the job's program, which therefore is PID 1 of its namespace.
 
 Neither returns: each ends in ``os._exit`` or ``execve``. A failing step writes
 ``{"step", "errno", "detail"}`` to the close-on-exec report pipe and exits with 127, so the
@@ -18,6 +18,7 @@ spawner can tell "setup failed" from "the program ran and exited 127".
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import select
 import signal
@@ -30,6 +31,7 @@ from worker.spawn_protocol import write_report
 NAMESPACES = linux.CLONE_NEWPID | linux.CLONE_NEWNS | linux.CLONE_NEWNET
 _FRESH_MOUNT_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
 _SETUP_FAILED = 127
+_MAX_FD = 0x7FFFFFFF
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -45,7 +47,6 @@ class JobSetup:
         cgroup_procs: cgroup.procs files that A joins before anything else.
         output_fd: Becomes the job's stdout and stderr.
         report_fd: Write end of the close-on-exec report pipe.
-        go_fd: Read end of the pipe on which the spawner says "A is reaped, go on".
         spawner_pidfd: A pidfd of the spawner, readable once the spawner has exited.
     """
 
@@ -57,7 +58,6 @@ class JobSetup:
     cgroup_procs: tuple[str, ...]
     output_fd: int
     report_fd: int
-    go_fd: int
     spawner_pidfd: int
 
 
@@ -79,23 +79,23 @@ def _fail(setup: JobSetup, step: str, errno: int | None, detail: str) -> NoRetur
 
 
 def _keep_only(fds: set[int]) -> None:
-    """Closes every fd from 3 up except ``fds``, so that A holds no other job's pipes."""
+    """Closes every fd from 3 up except ``fds`` (os.closerange uses close_range(2))."""
     low = 3
     for fd in sorted(f for f in fds if f >= low):
-        if fd > low:
-            linux.close_range(low, fd - 1)
+        os.closerange(low, fd)
         low = fd + 1
-    linux.close_range(low)
+    os.closerange(low, _MAX_FD)
 
 
 def run_intermediate(setup: JobSetup) -> NoReturn:
-    """Runs process A: cgroups, unshare, fork B, report B's pid, exit."""
+    """Runs process A: cgroups, unshare, fork B, exit."""
     step, detail = "setup", ""
+    gc.disable()  # A and B live for milliseconds; a collection would copy-on-write pages.
     try:
-        # The spawner's SIGCHLD handler writes to its wakeup pipe; A must not.
+        # The spawner's SIGCHLD handler writes to its wakeup fd: A closes that fd below, and
+        # the number may be reused by the time B's exit could signal A.
         signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        _keep_only({setup.output_fd, setup.report_fd, setup.go_fd, setup.spawner_pidfd})
+        _keep_only({setup.output_fd, setup.report_fd, setup.spawner_pidfd})
         step = "cgroup"
         # Joining first means B, and so every process of the job, is born inside the
         # cgroups: limits hold from the program's first instruction. "0" means the writer
@@ -108,12 +108,12 @@ def run_intermediate(setup: JobSetup) -> NoReturn:
             finally:
                 os.close(fd)
         step, detail = "unshare", "pid, mount and network namespaces"
+        # B polls this pidfd to learn that A has fully exited (see _prepare_init).
+        own_pidfd = os.pidfd_open(os.getpid())
         linux.unshare(NAMESPACES)
         step, detail = "fork", "the job's init process"
-        pid = os.fork()
-        if pid == 0:
-            run_init(setup)
-        write_report(setup.report_fd, {"type": "pid", "pid": pid})
+        if os.fork() == 0:
+            run_init(setup, own_pidfd)
     except OSError as err:
         _fail(setup, step, err.errno, detail)
     except BaseException as err:  # Nothing may escape a forked child.
@@ -121,10 +121,10 @@ def run_intermediate(setup: JobSetup) -> NoReturn:
     os._exit(0)
 
 
-def run_init(setup: JobSetup) -> NoReturn:
+def run_init(setup: JobSetup, parent_pidfd: int) -> NoReturn:
     """Runs process B, the namespace's PID 1, up to the exec of the job's program."""
     try:
-        _prepare_init(setup)
+        _prepare_init(setup, parent_pidfd)
     except _StepFailed as err:
         _fail(setup, err.step, err.errno, err.detail)
     except BaseException as err:  # Nothing may escape a forked child.
@@ -137,10 +137,21 @@ def run_init(setup: JobSetup) -> NoReturn:
         _fail(setup, "exec", None, f"{setup.argv[0]}: {err!r}")
 
 
-def _prepare_init(setup: JobSetup) -> None:
+def _wait_readable(fd: int, timeout_ms: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(timeout_ms))
+
+
+def _prepare_init(setup: JobSetup, parent_pidfd: int) -> None:
     """Performs B's steps in order; each failure raises _StepFailed naming the step."""
-    step, detail = "mount", "/"
+    step, detail = "report", "pid"
     try:
+        # The host's /proc is still mounted here: /proc/self names B's pid as the spawner
+        # sees it. B reports itself, so a job is known even if A is killed after the fork.
+        # Formatted by hand: every module a forked child touches costs copy-on-write faults.
+        os.write(setup.report_fd, b'{"type":"pid","pid":%d}\n' % int(os.readlink("/proc/self")))
+        step, detail = "mount", "/"
         # Private first, recursively: otherwise the proc mount below would propagate to the
         # host's shared "/" (mount_namespaces(7), "Shared subtrees").
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
@@ -153,14 +164,13 @@ def _prepare_init(setup: JobSetup) -> None:
         linux.mount("sysfs", "/sys", "sysfs", _FRESH_MOUNT_FLAGS | linux.MS_RDONLY)
         step, detail = "network", "lo"
         linux.set_interface_up("lo")
-        step, detail = "spawner", "waiting for the go-ahead"
-        # The spawner writes one byte once it has reaped A: by then A's exit_notify() has
-        # reparented B to the spawner (its subreaper), so arming PDEATHSIG below cannot be
-        # fired by A's exit. (EOF on A's pipes is not enough: do_exit() closes files before
-        # it reparents children.) EOF means the setup was abandoned.
-        if os.read(setup.go_fd, 1) != b"\x01":
-            os._exit(_SETUP_FAILED)
-        os.close(setup.go_fd)
+        step, detail = "setup", "waiting for the intermediate process to exit"
+        # PDEATHSIG fires when the parent exits, so it may be armed only once B's parent is
+        # the spawner (the subreaper), not A. A pidfd is readable once its process is a
+        # zombie, and exit_notify() reparents the children before that. (EOF on a pipe of
+        # A's is not enough: do_exit() closes files before it reparents children.)
+        _wait_readable(parent_pidfd, -1)
+        os.close(parent_pidfd)
         step, detail = "credentials", f"uid {setup.uid} gid {setup.gid}"
         # Own session and process group, so the job can be signalled as a group and has no
         # controlling terminal.
@@ -176,20 +186,15 @@ def _prepare_init(setup: JobSetup) -> None:
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
         # If the spawner died before the line above, nothing will fire: check it is alive,
         # as prctl(2) advises. getppid() is 0 for a namespace's init, so ask the pidfd.
-        poller = select.poll()
-        poller.register(setup.spawner_pidfd, select.POLLIN)
-        if poller.poll(0):
+        if _wait_readable(setup.spawner_pidfd, 0):
             os._exit(_SETUP_FAILED)
         step, detail = "stdio", "/dev/null and the output"
-        # Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive execve.
-        for signum in (signal.SIGPIPE, signal.SIGXFSZ):
-            signal.signal(signum, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        # The signal dispositions and mask are the spawner's, which reset them at start.
         null = os.open("/dev/null", os.O_RDWR)
         os.dup2(null, 0)
         os.dup2(setup.output_fd, 1)
         os.dup2(setup.output_fd, 2)
-        # Everything but 0, 1 and 2 closes at exec; the report pipe stays usable until then.
-        linux.close_range(3, flags=linux.CLOSE_RANGE_CLOEXEC)
+        # Only 0, 1, 2 and the close-on-exec report pipe remain, so only 0, 1, 2 reach the job.
+        _keep_only({setup.report_fd})
     except OSError as err:
         raise _StepFailed(step, err, detail) from err

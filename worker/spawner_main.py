@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import os
 import resource
 import selectors
@@ -29,7 +30,6 @@ from worker.spawn_protocol import (
     encode,
 )
 
-_GO = b"\x01"
 _TAG_SOCKET = "socket"
 _TAG_SIGCHLD = "sigchld"
 
@@ -39,13 +39,10 @@ class _Starting:
     """A job between fork of A and the exec of its program (or a failure)."""
 
     request_id: int
-    a_pid: int
     report_fd: int
-    go_fd: int
     data: bytearray = dataclasses.field(default_factory=bytearray)
     b_pid: int | None = None
     error: dict[str, Any] | None = None
-    go_sent: bool = False
     b_exit: tuple[int, resource.struct_rusage] | None = None
     finished: bool = False
 
@@ -77,7 +74,6 @@ class _Server:
         # after arming PDEATHSIG (see sandbox.py). pidfds are always close-on-exec.
         self._self_pidfd = os.pidfd_open(os.getpid())
         self._starting: dict[int, _Starting] = {}  # By report fd.
-        self._by_a: dict[int, _Starting] = {}
         self._by_b: dict[int, _Starting] = {}
         self._jobs: set[int] = set()  # Started and not yet reaped: the only pids we signal.
         self._selector.register(self._sock, selectors.EVENT_READ, _TAG_SOCKET)
@@ -86,10 +82,14 @@ class _Server:
     def _send(self, message: dict[str, Any]) -> None:
         # A seqpacket send is all or nothing; it blocks only while the manager's reader is
         # behind, and the manager always reads.
-        self._sock.send(encode(message))
+        self._sock.send(encode(message), socket.MSG_NOSIGNAL)
 
     def serve(self) -> None:
         """Serves requests until the manager closes its end of the socket."""
+        # Everything imported so far lives as long as the process: freezing it keeps the
+        # collector from writing to those objects' headers, which would copy their pages
+        # in every forked child (gc.freeze docs). Children disable the collector too.
+        gc.freeze()
         self._send({"type": "ready", "pid": os.getpid()})
         while True:
             for key, _ in self._selector.select():
@@ -132,7 +132,6 @@ class _Server:
         """Forks A for one job and returns at once; the job's progress arrives as events."""
         request_id = message["id"]
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
-        go_r, go_w = os.pipe2(os.O_CLOEXEC)
         setup = sandbox.JobSetup(
             argv=tuple(message["argv"]),
             env=message["env"],
@@ -142,14 +141,13 @@ class _Server:
             cgroup_procs=tuple(message["cgroup_procs"]),
             output_fd=output_fd,
             report_fd=report_w,
-            go_fd=go_r,
             spawner_pidfd=self._self_pidfd,
         )
         try:
             pid = os.fork()
         except OSError as err:
-            for fd in (report_r, report_w, go_r, go_w):
-                os.close(fd)
+            os.close(report_r)
+            os.close(report_w)
             self._send(
                 {"type": "failed", "id": request_id, "step": "fork", "errno": err.errno,
                  "detail": "the setup process"}
@@ -157,14 +155,12 @@ class _Server:
             return
         if pid == 0:
             sandbox.run_intermediate(setup)
-        # Only the children hold these now: EOF on the report pipe then means "A and B are
-        # gone or B has exec'd", and B sees EOF on the go pipe if this process dies.
+        # Only the children hold the write end now: EOF means A and B have exited, or B
+        # has exec'd (the pipe is close-on-exec).
         os.close(report_w)
-        os.close(go_r)
         os.set_blocking(report_r, False)
-        starting = _Starting(request_id=request_id, a_pid=pid, report_fd=report_r, go_fd=go_w)
+        starting = _Starting(request_id=request_id, report_fd=report_r)
         self._starting[report_r] = starting
-        self._by_a[pid] = starting
         self._selector.register(report_r, selectors.EVENT_READ, starting)
 
     def _read_report(self, starting: _Starting) -> None:
@@ -175,7 +171,7 @@ class _Server:
             except BlockingIOError:
                 return
             if not chunk:
-                self._on_report_eof(starting)
+                self._finish(starting)
                 return
             starting.data += chunk
             *lines, rest = starting.data.split(b"\n")
@@ -188,60 +184,27 @@ class _Server:
                 elif starting.error is None:
                     starting.error = record
 
-    def _on_report_eof(self, starting: _Starting) -> None:
-        # EOF: A has exited and B has exec'd (close-on-exec) or exited.
-        if starting.error is None and not starting.go_sent:
-            starting.error = {
-                "step": "setup",
-                "errno": None,
-                "detail": "the job's init process died before exec",
-            }
-        self._finish(starting)
-
-    def _on_a_reaped(self, starting: _Starting, status: int) -> None:
-        # A wrote its record before it exited, so it is in the pipe now; B's exit can only
-        # be classified once its pid is known, which is why this comes first.
-        self._read_report(starting)
-        if starting.finished:
-            return
-        if starting.error is None and starting.b_pid is not None and status == 0:
-            # A is reaped, so B's parent is now this process (the subreaper): B may arm
-            # PDEATHSIG without A's exit firing it.
-            try:
-                os.write(starting.go_fd, _GO)
-                starting.go_sent = True
-            except BrokenPipeError:
-                pass  # B is gone already; the report pipe's EOF says so.
-            return
-        if starting.error is None:
-            starting.error = {
-                "step": "setup",
-                "errno": None,
-                "detail": f"the setup process ended with wait status {status:#x}",
-            }
-        self._finish(starting)
-
     def _finish(self, starting: _Starting) -> None:
-        """Ends the start of a job: replies started or failed and releases its fds."""
+        """Ends the start of a job at EOF of its report pipe: replies started or failed."""
         starting.finished = True
         self._selector.unregister(starting.report_fd)
         os.close(starting.report_fd)
-        os.close(starting.go_fd)  # B, if still waiting, reads EOF and exits.
         del self._starting[starting.report_fd]
-        self._by_a.pop(starting.a_pid, None)
         b_pid = starting.b_pid
         if b_pid is not None:
-            self._by_b.pop(b_pid, None)
-        if starting.error is not None:
+            del self._by_b[b_pid]
+        error = starting.error
+        if error is None and b_pid is None:
+            error = {"step": "setup", "detail": "the setup processes died before exec"}
+        if error is not None:
             if b_pid is not None and starting.b_exit is None:
                 os.kill(b_pid, signal.SIGKILL)  # Unreaped child: the pid cannot be reused.
-            error = starting.error
             self._send(
                 {"type": "failed", "id": starting.request_id, "step": error.get("step"),
                  "errno": error.get("errno"), "detail": error.get("detail", "")}
             )  # fmt: skip
             return
-        assert b_pid is not None  # go_sent implies it.
+        assert b_pid is not None
         self._send({"type": "started", "id": starting.request_id, "pid": b_pid})
         if starting.b_exit is None:
             self._jobs.add(b_pid)
@@ -249,7 +212,7 @@ class _Server:
             self._send(_exit_message(b_pid, *starting.b_exit))
 
     def _reap(self) -> None:
-        """Reaps every exited child; reports jobs, ignores A processes and orphans."""
+        """Reaps every exited child; reports jobs, ignores setup processes (A)."""
         while True:
             try:
                 pid, status, usage = os.wait4(-1, os.WNOHANG)
@@ -257,15 +220,16 @@ class _Server:
                 return
             if pid == 0:
                 return
+            if pid not in self._jobs and pid not in self._by_b:
+                # B writes its pid before it can exit, but that record may still be
+                # unread: read them all before deciding the pid is an A.
+                for starting in list(self._starting.values()):
+                    self._read_report(starting)
             if pid in self._jobs:
                 self._jobs.discard(pid)
                 self._send(_exit_message(pid, status, usage))
             elif pid in self._by_b:
                 self._by_b[pid].b_exit = (status, usage)
-            elif pid in self._by_a:
-                self._on_a_reaped(self._by_a.pop(pid), status)
-            # Anything else is a setup process of an abandoned start, adopted by us as the
-            # subreaper: reaping it is all there is to do.
 
     def _kill(self, message: dict[str, Any]) -> None:
         pid, errno = message["pid"], None
@@ -312,6 +276,12 @@ def main(sock_fd: int, daemon_pid: int) -> None:
     # reparented to us, so we reap them and learn their exit status.
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
     os.set_inheritable(sock_fd, False)
+    # Jobs inherit dispositions and the mask across fork and execve: Python ignores SIGPIPE
+    # and SIGXFSZ, and the daemon's thread may have blocked signals. Resetting them here
+    # once keeps that work out of every forked child. Sends use MSG_NOSIGNAL instead.
+    for signum in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
     sock = socket.socket(fileno=sock_fd)
     server = _Server(sock)
     try:
@@ -319,7 +289,7 @@ def main(sock_fd: int, daemon_pid: int) -> None:
     except BaseException as err:
         # Best effort: the manager reports it as the reason the spawner was lost.
         with contextlib.suppress(OSError):
-            sock.send(encode({"type": "fatal", "message": repr(err)[:4000]}))
+            sock.send(encode({"type": "fatal", "message": repr(err)[:4000]}), socket.MSG_NOSIGNAL)
         raise
     finally:
         server.shutdown()
