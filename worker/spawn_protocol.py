@@ -42,9 +42,11 @@ failed.
 
 from __future__ import annotations
 
+import dataclasses
 import errno as errno_module
 import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 # A spawn request carries at most worker.spec.MAX_ARGS_BYTES (128 KiB) of argv and env, which
@@ -55,6 +57,46 @@ MAX_MESSAGE = 1 << 20
 SEND_BUFFER = 2 * MAX_MESSAGE
 # Report records stay below PIPE_BUF (4096) so that each write is atomic.
 _MAX_DETAIL = 2048
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SpawnRequest:
+    """One job to start.
+
+    Attributes:
+        argv: Program and arguments; argv[0] is resolved in env["PATH"] unless it has a "/".
+        env: The job's complete environment.
+        cwd: Working directory, entered as the job's user.
+        uid: User id the job runs as.
+        gid: Group id the job runs as; supplementary groups are cleared.
+        cgroup_procs: cgroup.procs files the job joins before its first instruction.
+    """
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    cwd: str
+    uid: int
+    gid: int
+    cgroup_procs: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExitStatus:
+    """How a job's program (PID 1 of its namespace) ended, from wait4(2).
+
+    Attributes:
+        exit_code: The exit code when it exited normally, else None.
+        signal: The terminating signal when a signal killed it, else None.
+        user_seconds: User CPU time of the program and the descendants it reaped.
+        system_seconds: System CPU time of the same.
+        max_rss_kib: Largest resident set size of the program or a reaped descendant.
+    """
+
+    exit_code: int | None
+    signal: int | None
+    user_seconds: float = 0.0
+    system_seconds: float = 0.0
+    max_rss_kib: int = 0
 
 
 class ProtocolError(Exception):
@@ -108,3 +150,27 @@ def describe_failure(errno: int | None, detail: str) -> str:
         return detail
     reason = os.strerror(errno).lower() if errno in errno_module.errorcode else f"errno {errno}"
     return f"{reason}: {detail!r}"
+
+
+def spawn_message(request: SpawnRequest) -> dict[str, Any]:
+    """Returns the ``spawn`` message for ``request``, without its id."""
+    return {
+        "type": "spawn",
+        "argv": list(request.argv),
+        "env": dict(request.env),
+        "cwd": request.cwd,
+        "uid": request.uid,
+        "gid": request.gid,
+        "cgroup_procs": list(request.cgroup_procs),
+    }
+
+
+def exit_status(message: dict[str, Any]) -> ExitStatus:
+    """Returns the ExitStatus carried by an ``exited`` message."""
+    return ExitStatus(
+        exit_code=message["exit_code"],
+        signal=message["signal"],
+        user_seconds=message["user_seconds"],
+        system_seconds=message["system_seconds"],
+        max_rss_kib=message["max_rss_kib"],
+    )

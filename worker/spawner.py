@@ -1,37 +1,38 @@
 """Manager-side client of the spawner, the single-threaded fork server that starts jobs.
 
-The daemon runs grpcio's C threads, so it must never run code between fork and exec (CPython
-documents ``preexec_fn`` as unsafe with threads). Instead, ``Spawner.start()`` launches
-worker/spawner_main.py once as a fresh interpreter, and that process forks per job. The wire
-protocol and its ordering guarantees are documented in worker/spawn_protocol.py.
-
-Concurrency: one reader task and one writer task per Spawner, both owned by it and ended in
-``aclose()``. Any number of tasks may call ``spawn``, ``wait`` and ``kill`` concurrently;
-each request waits on a future that the reader resolves.
+The daemon runs grpcio's C threads, so it never runs code between fork and exec. Instead,
+``Spawner.start()`` launches worker/spawner_main.py once as a fresh interpreter, which forks
+per job. Protocol and ordering: worker/spawn_protocol.py. One reader and one writer task per
+Spawner, ended in ``aclose()``; any number of tasks may call its methods concurrently.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import contextlib
 import itertools
 import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
 from typing import Any
 
 from worker.errors import SpawnerLost, StartFailed
 from worker.spawn_protocol import (
     MAX_MESSAGE,
     SEND_BUFFER,
+    ExitStatus,
     ProtocolError,
+    SpawnRequest,
     decode,
     describe_failure,
     encode,
+    exit_status,
+    spawn_message,
 )
+
+__all__ = ["ExitStatus", "SpawnRequest", "Spawner"]
 
 # -I: ignore PYTHON* variables and the user site; -S: no site module. The daemon's sys.path
 # (Bazel runfiles, a zipapp, a venv) is handed over explicitly instead.
@@ -42,46 +43,6 @@ _BOOTSTRAP = (
 # A fresh interpreter is ready in ~15 ms; these bound a broken machine, not a slow one.
 _READY_TIMEOUT_S = 30.0
 _EXIT_TIMEOUT_S = 10.0
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SpawnRequest:
-    """One job to start.
-
-    Attributes:
-        argv: Program and arguments; argv[0] is resolved in env["PATH"] unless it has a "/".
-        env: The job's complete environment.
-        cwd: Working directory, entered as the job's user.
-        uid: User id the job runs as.
-        gid: Group id the job runs as; supplementary groups are cleared.
-        cgroup_procs: cgroup.procs files the job joins before its first instruction.
-    """
-
-    argv: tuple[str, ...]
-    env: Mapping[str, str]
-    cwd: str
-    uid: int
-    gid: int
-    cgroup_procs: tuple[str, ...]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ExitStatus:
-    """How a job's program (PID 1 of its namespace) ended, from wait4(2).
-
-    Attributes:
-        exit_code: The exit code when it exited normally, else None.
-        signal: The terminating signal when a signal killed it, else None.
-        user_seconds: User CPU time of the program and the descendants it reaped.
-        system_seconds: System CPU time of the same.
-        max_rss_kib: Largest resident set size of the program or a reaped descendant.
-    """
-
-    exit_code: int | None
-    signal: int | None
-    user_seconds: float = 0.0
-    system_seconds: float = 0.0
-    max_rss_kib: int = 0
 
 
 def _describe_returncode(returncode: int | None) -> str:
@@ -100,12 +61,6 @@ def _spawner_argv(sock_fd: int) -> list[str]:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
-
-def _mark_retrieved(future: asyncio.Future[Any]) -> None:
-    # Nobody may ever await it (a job never waited for); retrieving the exception here keeps
-    # asyncio from logging "exception was never retrieved". Awaiting it still raises.
-    future.exception()
 
 
 class Spawner:
@@ -186,14 +141,9 @@ class Spawner:
         """Whether the spawner is usable: not lost and not closed."""
         return self._lost is None and self._closing is None
 
-    def _check_usable(self) -> None:
-        if self._lost is not None:
-            raise self._lost
-        if self._closing is not None:
-            raise SpawnerLost("the spawner is closed")
-
     async def _request(self, message: dict[str, Any], fd: int | None = None) -> dict[str, Any]:
-        self._check_usable()
+        if self._lost is not None or self._closing is not None:
+            raise self._lost or SpawnerLost("the spawner is closed")
         request_id = next(self._ids)
         record = encode({**message, "id": request_id})
         if len(record) > MAX_MESSAGE:
@@ -219,18 +169,7 @@ class Spawner:
             StartFailed: A setup step or the exec failed; nothing of the job is running.
             SpawnerLost: The spawner died or is closed.
         """
-        reply = await self._request(
-            {
-                "type": "spawn",
-                "argv": list(request.argv),
-                "env": dict(request.env),
-                "cwd": request.cwd,
-                "uid": request.uid,
-                "gid": request.gid,
-                "cgroup_procs": list(request.cgroup_procs),
-            },
-            output_fd,
-        )
+        reply = await self._request(spawn_message(request), output_fd)
         if reply["type"] == "started":
             pid: int = reply["pid"]
             return pid
@@ -258,15 +197,14 @@ class Spawner:
     async def kill(self, pid: int, sig: int, *, group: bool = False) -> bool:
         """Sends ``sig`` to a job, unless the spawner has already reaped it.
 
-        The spawner reaps and signals in one thread, so a reaped (and possibly reused) pid is
-        never signalled. The job is PID 1 of its namespace: only SIGKILL, SIGSTOP and signals
-        it has a handler for are delivered to it (pid_namespaces(7)).
+        The spawner reaps and signals in one thread, so a reaped (maybe reused) pid is never
+        signalled. The job is PID 1 of its namespace: only SIGKILL, SIGSTOP and signals it
+        handles reach it (pid_namespaces(7)).
 
         Args:
             pid: A pid returned by ``spawn``.
             sig: The signal number.
-            group: Signal the job's process group (the job's init leads its own session)
-                instead of just its init.
+            group: Signal the job's process group (its init leads a session), not just init.
 
         Returns:
             True if the signal was sent, False if the job had already ended.
@@ -274,41 +212,41 @@ class Spawner:
         Raises:
             SpawnerLost: The spawner died or is closed.
         """
-        signum = signal.Signals(sig)
-        reply = await self._request(
-            {"type": "kill", "pid": pid, "signal": int(signum), "group": group}
-        )
-        delivered: bool = reply["delivered"]
+        message = {"type": "kill", "pid": pid, "signal": int(signal.Signals(sig)), "group": group}
+        delivered: bool = (await self._request(message))["delivered"]
         return delivered
 
     async def _write_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             request_id, record, fd = await self._outbox.get()
+            future = self._replies.get(request_id)
             try:
-                future = self._replies.get(request_id)
                 if future is None or future.done():
-                    self._replies.pop(request_id, None)
-                    continue  # Cancelled before it was sent.
-                while True:
-                    try:
-                        socket.send_fds(self._sock, [record], [] if fd is None else [fd])
-                        break
-                    except BlockingIOError:
-                        writable = loop.create_future()
-                        loop.add_writer(self._sock, _resolve, writable)
-                        try:
-                            await writable
-                        finally:
-                            loop.remove_writer(self._sock)
-                    except OSError as err:
-                        # The reader sees the EOF and fails everything else.
-                        self._replies.pop(request_id, None)
-                        future.set_exception(SpawnerLost(f"cannot send to the spawner: {err}"))
-                        break
+                    self._replies.pop(request_id, None)  # Cancelled before it was sent.
+                else:
+                    await self._send(record, fd)
+            except OSError as err:  # The reader sees the EOF and fails everything else.
+                self._replies.pop(request_id, None)
+                if future is not None:
+                    future.set_exception(SpawnerLost(f"cannot send to the spawner: {err}"))
             finally:
                 if fd is not None:
                     os.close(fd)
+
+    async def _send(self, record: bytes, fd: int | None) -> None:
+        # A seqpacket send is all or nothing: on EAGAIN, wait until writable and retry.
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                socket.send_fds(self._sock, [record], [] if fd is None else [fd])
+                return
+            except BlockingIOError:
+                writable = loop.create_future()
+                loop.add_writer(self._sock, _resolve, writable)
+                try:
+                    await writable
+                finally:
+                    loop.remove_writer(self._sock)
 
     async def _read_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -328,11 +266,9 @@ class Spawner:
             self._lose(SpawnerLost(f"spawner (pid {self._process.pid}): {reason}"))
 
     async def _death_reason(self) -> str:
-        try:
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.0):
                 await self._process.wait()
-        except TimeoutError:
-            pass
         fatal = f" after an internal error: {self._fatal}" if self._fatal else ""
         return f"closed its socket{fatal} ({_describe_returncode(self._process.returncode)})"
 
@@ -346,15 +282,7 @@ class Spawner:
             future = self._exits.get(pid)
             if future is None or future.done():
                 raise ProtocolError(f"exit of unknown pid {pid}")
-            future.set_result(
-                ExitStatus(
-                    exit_code=message["exit_code"],
-                    signal=message["signal"],
-                    user_seconds=message["user_seconds"],
-                    system_seconds=message["system_seconds"],
-                    max_rss_kib=message["max_rss_kib"],
-                )
-            )
+            future.set_result(exit_status(message))
         elif kind == "fatal":
             self._fatal = str(message["message"])
         elif kind in ("started", "failed", "killed"):
@@ -364,10 +292,9 @@ class Spawner:
                 if reply.cancelled():
                     # Nobody will ever know this job: kill it and drop its exit report.
                     self._abandoned.add(pid)
-                    kill = {"type": "kill", "pid": pid, "signal": signal.SIGKILL, "group": False}
-                    request_id = next(self._ids)
-                    self._replies[request_id] = asyncio.get_running_loop().create_future()
-                    self._outbox.put_nowait((request_id, encode({**kill, "id": request_id}), None))
+                    kill = {"type": "kill", "pid": pid, "signal": signal.SIGKILL, "id": -pid}
+                    self._replies[-pid] = asyncio.get_running_loop().create_future()
+                    self._outbox.put_nowait((-pid, encode(kill), None))
                     return
                 # Registered before the reply is seen: the exit report may be next.
                 self._exits[pid] = asyncio.get_running_loop().create_future()
@@ -383,7 +310,9 @@ class Spawner:
         for future in futures:
             if not future.done():
                 future.set_exception(error)
-                _mark_retrieved(future)
+                # Nobody may ever await it (a job never waited for): retrieve it, or asyncio
+                # logs "exception was never retrieved". Awaiting it still raises.
+                future.exception()
         self._replies.clear()
 
     async def aclose(self) -> None:
