@@ -17,14 +17,13 @@ from api import pki
 _DIR = flags.DEFINE_string(
     "dir",
     None,
-    "Directory to write the PKI into; relative to where you ran the command.",
-    required=True,
+    "Directory to write the PKI into (required); relative to where you ran the command.",
 )
 
 
 def main(argv: Sequence[str]) -> None:
     """Runs the ``init`` command."""
-    if list(argv[1:]) != ["init"]:
+    if list(argv[1:]) != ["init"] or not _DIR.value:
         raise app.UsageError("usage: pki_tool init --dir DIR")
     # Under `bazel run` the process starts in the runfiles tree; resolve against the
     # directory the user typed the command in.

@@ -1,0 +1,90 @@
+"""jobworkerd's and pki_tool's flag handling (the wiring, not the server)."""
+
+from __future__ import annotations
+
+from api import tls_policy
+
+# Importing jobworkerd must not load grpc (its main restricts TLS 1.2 first); this module
+# keeps the process grpc-free until then, like the daemon.
+tls_policy.forbid_tls12()
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from absl import app, flags  # noqa: E402
+from absl.testing import flagsaver  # noqa: E402
+
+from api import jobworkerd, pki, pki_tool  # noqa: E402
+from worker.errors import InvalidSpec  # noqa: E402
+from worker.spec import Limits  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def parsed_flags() -> Iterator[None]:
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS(["test"])
+    with flagsaver.flagsaver():
+        yield
+
+
+def test_importing_the_main_does_not_load_grpc() -> None:
+    # In a fresh interpreter: this test process may have loaded grpc for other modules.
+    check = "import sys, api.jobworkerd; sys.exit('grpc' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    assert subprocess.run([sys.executable, "-c", check], env=env, check=False).returncode == 0
+
+
+def test_dev_pki_is_created_in_the_workspace_under_bazel_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BUILD_WORKSPACE_DIRECTORY", str(tmp_path))
+    files = jobworkerd._tls_files()
+    assert files == pki.TlsFiles.in_pki_dir(tmp_path / ".dev" / "pki", "server")
+    assert {p.name for p in (tmp_path / ".dev" / "pki").iterdir()} >= {
+        "ca.crt",
+        "server.key",
+        "alice.crt",
+        "bob.key",
+        "admin.crt",
+    }
+
+
+def test_explicit_tls_files_go_together(tmp_path: Path) -> None:
+    flags.FLAGS["tls_ca"].value = str(tmp_path / "ca.crt")
+    with pytest.raises(app.UsageError, match="go together"):
+        jobworkerd._tls_files()
+    flags.FLAGS["tls_cert"].value = "c.crt"
+    flags.FLAGS["tls_key"].value = "c.key"
+    assert jobworkerd._tls_files() == pki.TlsFiles(
+        tmp_path / "ca.crt", Path("c.crt"), Path("c.key")
+    )
+
+
+def test_limit_flags() -> None:
+    default, maximum = jobworkerd._limits()
+    assert default == Limits(cpu=1.0, memory_bytes=512 << 20, pids=256)
+    assert maximum.cpu == 2.0 and maximum.pids == 4096
+    flags.FLAGS["default_cpu"].value = 4.0  # Above --max_cpu: refuse to start.
+    with pytest.raises(InvalidSpec, match=r"^limits\.cpu: "):
+        jobworkerd._limits()
+
+
+def test_unexpected_arguments_are_a_usage_error() -> None:
+    with pytest.raises(app.UsageError):
+        jobworkerd.main(["jobworkerd", "extra"])
+
+
+def test_pki_tool_init(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BUILD_WORKING_DIRECTORY", str(tmp_path))
+    flags.FLAGS["dir"].value = "pki"
+    pki_tool.main(["pki_tool", "init"])
+    assert (tmp_path / "pki" / "admin.crt").exists()
+    with pytest.raises(app.UsageError):
+        pki_tool.main(["pki_tool", "frobnicate"])
+    flags.FLAGS["dir"].value = None
+    with pytest.raises(app.UsageError):
+        pki_tool.main(["pki_tool", "init"])
