@@ -1,0 +1,56 @@
+"""Rows measured on the library in-process: start latency and leaks after many jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from tools.bench.stats import Latency
+from tools.testing import leakcheck
+from worker.manager import JobManager, ManagerConfig
+from worker.spec import JobSpec, Limits
+
+# The same limits as the runc row, so the two start the same amount of kernel work.
+BENCH_LIMITS = Limits(cpu=0.5, memory_bytes=64 << 20, pids=64)
+TRUE = ("/bin/true",)
+
+
+def manager_config(data_dir: Path) -> ManagerConfig:
+    """Returns the manager configuration every bench row uses."""
+    return ManagerConfig(data_dir=data_dir, default_grace=1.0)
+
+
+async def start_latency(data_dir: Path, runs: int) -> tuple[Latency, Latency]:
+    """Times start() of an isolated ``/bin/true`` to running, and to exited with output done."""
+    spec = JobSpec(argv=TRUE, owner="bench", limits=BENCH_LIMITS)
+    to_running, to_exited = [], []
+    async with JobManager(manager_config(data_dir)) as manager:
+        for _ in range(runs):
+            begin = time.perf_counter()
+            status = await manager.start(spec)
+            to_running.append(time.perf_counter() - begin)
+            await manager.wait(status.job_id)
+            to_exited.append(time.perf_counter() - begin)
+    return Latency.of(to_running), Latency.of(to_exited)
+
+
+async def leaks_after(data_dir: Path, jobs: int) -> dict[str, int]:
+    """Runs ``jobs`` sequential jobs and returns what grew: fds, tasks, children, cgroups."""
+    spec = JobSpec(argv=TRUE, owner="bench")
+    async with JobManager(manager_config(data_dir)) as manager:
+        # Warm up once so that lazily opened, long-lived resources are in the baseline.
+        await manager.wait((await manager.start(spec)).job_id)
+        before = leakcheck.Snapshot.take()
+        tasks_before = len(asyncio.all_tasks())
+        for _ in range(jobs):
+            await manager.wait((await manager.start(spec)).job_id)
+        after = leakcheck.Snapshot.take()
+        tasks_after = len(asyncio.all_tasks())
+    return {
+        "fds": len(after.fds - before.fds),
+        "tasks": tasks_after - tasks_before,
+        "processes": len(after.children - before.children),
+        "cgroup dirs": len(after.cgroups - before.cgroups),
+        "threads": len(after.threads - before.threads),
+    }
