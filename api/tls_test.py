@@ -26,6 +26,7 @@ from api.testing_daemon import (  # noqa: E402
 from api.testing_fake_manager import FakeJobManager  # noqa: E402
 from api.testing_tls_relay import TLS13, X25519MLKEM768, TlsRelay  # noqa: E402
 from api.tls import channel_credentials  # noqa: E402
+from cli import connection  # noqa: E402
 from jobworker.v1 import jobworker_pb2 as pb  # noqa: E402
 
 
@@ -42,13 +43,21 @@ def test_tls12_is_disabled_before_grpc_initialises() -> None:
     tls_policy.check_tls12_forbidden()  # Raises if this module's setup did not work.
 
 
-async def test_channel_negotiates_tls13_with_x25519mlkem768(pki_dir: Path) -> None:
+async def test_jobctl_channel_negotiates_tls13_with_x25519mlkem768(pki_dir: Path) -> None:
     async with (
         running_daemon(FakeJobManager(), pki_dir) as daemon,
         TlsRelay(daemon.daemon.port) as relay,
     ):
-        files = pki.TlsFiles.in_pki_dir(pki_dir, "alice")
-        async with grpc.aio.secure_channel(relay.address, channel_credentials(files)) as channel:
+        # The channel exactly as jobctl opens it (cli/connection.py), through the relay.
+        settings = connection.Settings(
+            addr=relay.address,
+            ca=pki_dir / "ca.crt",
+            cert=pki_dir / "alice.crt",
+            key=pki_dir / "alice.key",
+            connect_timeout=RPC_TIMEOUT,
+            rpc_timeout=RPC_TIMEOUT,
+        )
+        async with connection.open_channel(settings) as channel:
             await job_worker_stub(channel).ListJobs(pb.ListJobsRequest(), timeout=RPC_TIMEOUT)
     assert relay.hellos, "no ServerHello passed through the relay"
     assert {(h.version, h.group) for h in relay.hellos} == {(TLS13, X25519MLKEM768)}
