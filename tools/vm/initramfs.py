@@ -1,9 +1,10 @@
 """Builds the test VM's initramfs: static busybox as PID 1, kernel modules, and the /init script.
 
-/init loads the virtio, 9p and brd modules, mounts the host's root read-only over 9p with a
-tmpfs overlay on top (so pytest, hypothesis and the tests can write anywhere, in guest memory
-only), mounts proc, sysfs, devtmpfs, cgroup2 and a tmpfs /tmp into it, moves it to / and runs
-the guest command there. It then prints one RESULT_MARKER line and powers the VM off.
+/init loads the virtio, ext4, 9p and brd modules, mounts the host's root read-only over 9p with
+a tmpfs overlay on top (so pytest, hypothesis and the tests can write anywhere, in guest memory
+only), mounts proc, sysfs, devtmpfs, cgroup2 and the ext4 scratch disk on /tmp into it, moves it
+to / and runs the guest command there. It then prints one RESULT_MARKER line and powers the VM
+off.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from tools.vm import newc
 RESULT_MARKER = "JOBWORKER-VM-RESULT"
 # The line the guest prints once its mounts are up, before it runs the command.
 INFO_MARKER = "JOBWORKER-VM-INFO"
+# The scratch disk (the first virtio disk, see tools/vm/qemu.py), an ext4 mounted on /tmp.
+SCRATCH_DEVICE = "/dev/vda"
 # Where the guest mounts the host's root, the tmpfs that holds the overlay's writable layer,
 # and the overlay that becomes the command's root.
 _HOST = "/host"
@@ -154,7 +157,8 @@ def render_init(modules: list[Module], command: GuestCommand) -> str:
         f"mkdir -p {_NEWROOT}/dev/pts {_NEWROOT}/dev/shm",
         f"mount -t devpts devpts {_NEWROOT}/dev/pts || fail mount devpts",
         f"mount -t tmpfs -o mode=1777 shm {_NEWROOT}/dev/shm || fail mount /dev/shm",
-        f"mount -t tmpfs -o mode=1777 tmp {_NEWROOT}/tmp || fail mount /tmp",
+        f"mount -t ext4 {SCRATCH_DEVICE} {_NEWROOT}/tmp || fail mount the scratch disk on /tmp",
+        f"chmod 1777 {_NEWROOT}/tmp",
         "ip link set lo up || fail bring up lo",
         # Like switch_root(8): the overlay becomes "/" so that pivot_root(2) works for the
         # sandbox tests (it refuses to pivot away from the initramfs's rootfs).

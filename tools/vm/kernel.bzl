@@ -16,16 +16,25 @@ Usage in WORKSPACE:
     debian_kernel(name = "vm_kernel")
 """
 
-# The modules the VM's /init insmods, in dependency order: the virtio PCI transport, the 9p
-# filesystem over virtio (netfs and fscache are 9p's dependencies since Linux 5.x), overlayfs
-# for a writable root on top of the read-only 9p share, and brd for /dev/ram0 (1:0), a block
-# device that io.max can throttle (64 MiB: rd_size is in KiB).
+# The modules the VM's /init insmods, in dependency order: the virtio PCI transport; virtio_blk
+# and ext4 (with its dependencies, and crc32c for metadata checksums: the guest has no modprobe
+# to load it on demand) for the scratch disk mounted at /tmp, so that tests see a real disk
+# filesystem there as on the host (page-cache eviction, RWF_NOWAIT and O_DIRECT fail on tmpfs);
+# the 9p filesystem over virtio (netfs and fscache are 9p's dependencies since Linux 5.x);
+# overlayfs for a writable root on top of the read-only 9p share; and brd for /dev/ram0 (1:0), a
+# block device that io.max can throttle (64 MiB: rd_size is in KiB).
 DEFAULT_MODULES = [
     "virtio_ring",
     "virtio",
     "virtio_pci_modern_dev",
     "virtio_pci_legacy_dev",
     "virtio_pci",
+    "virtio_blk",
+    "crc16",
+    "mbcache",
+    "jbd2",
+    "crc32c_generic",
+    "ext4",
     "netfs",
     "fscache",
     "9pnet",

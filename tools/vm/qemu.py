@@ -35,6 +35,7 @@ class VmConfig:
     Attributes:
         kernel: The bzImage (vmlinuz) to boot.
         initramfs: The gzip newc archive with /init.
+        scratch_disk: A raw disk image, the guest's first virtio disk (/dev/vda).
         cpus: Virtual CPUs.
         memory_mib: Guest memory.
         timeout_s: qemu is killed this long after it starts.
@@ -42,6 +43,7 @@ class VmConfig:
 
     kernel: Path
     initramfs: Path
+    scratch_disk: Path
     cpus: int = 2
     memory_mib: int = 1024
     timeout_s: float = 1200.0
@@ -97,6 +99,10 @@ def argv(qemu: str, config: VmConfig) -> list[str]:
         str(config.memory_mib),
         "-virtfs",
         _VIRTFS,
+        # cache=unsafe: the image is thrown away after the run, so the guest's flushes need
+        # not reach the host's disk.
+        "-drive",
+        f"file={config.scratch_disk},format=raw,if=virtio,cache=unsafe",
         "-kernel",
         str(config.kernel),
         "-initrd",

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -25,8 +27,11 @@ _IO_DEVICE = "/dev/ram0"
 # Tests that need a throttleable block device read it from here; on the host it is unset and
 # they pick a device themselves.
 IO_DEVICE_ENV = "JOBWORKER_TEST_IO_DEVICE"
-# No colour codes on a serial console; the other flags are pytest_main's, as on the host.
-_VM_PYTEST_FLAGS = ("--color=no",)
+# No colour codes on a serial console. The other flags are pytest_main's, as on the host.
+# --durations: the slowest tests, to keep the VM run's time in check.
+_VM_PYTEST_FLAGS = ("--color=no", "--durations=25")
+# The guest's /tmp: pytest's tmp_path and the tests' job data live there.
+_SCRATCH_DISK_BYTES = 4 << 30
 _GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _OUTCOME_RE = re.compile(r"^(\S+?\.py)::\S.*? (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)", re.M)
 
@@ -73,6 +78,17 @@ def _check_prerequisites(kernel_dir: Path, busybox: Path) -> str:
         raise HarnessError(str(err)) from err
 
 
+def _make_scratch_disk(path: Path) -> None:
+    # Sparse: only what the tests write takes host disk space. mkfs.ext4 lives in /usr/sbin,
+    # which Bazel's strict test PATH leaves out.
+    mkfs = shutil.which("mkfs.ext4", path=f"/usr/sbin:/sbin:{os.environ.get('PATH', '')}")
+    if mkfs is None:
+        raise HarnessError("mkfs.ext4 is missing; install the Debian package e2fsprogs")
+    with path.open("wb") as image:
+        image.truncate(_SCRATCH_DISK_BYTES)
+    subprocess.run([mkfs, "-q", "-F", "-m", "0", "-L", "vm-tmp", str(path)], check=True)
+
+
 def per_file_summary(console: str) -> dict[str, dict[str, int]]:
     """Counts pytest -v outcomes per test file, e.g. {"a_test.py": {"PASSED": 3}}."""
     summary: dict[str, dict[str, int]] = {}
@@ -100,8 +116,13 @@ def run(args: argparse.Namespace) -> result.GuestResult:
         image = Path(tmp) / "initramfs.cpio.gz"
         modules = initramfs.read_load_list(kernel_dir)
         initramfs.build(image, busybox=busybox, modules=modules, command=_guest_command(tests))
+        disk = Path(tmp) / "scratch.img"
+        _make_scratch_disk(disk)
         config = qemu.VmConfig(
-            kernel=kernel_dir / "vmlinuz", initramfs=image, timeout_s=args.timeout_s
+            kernel=kernel_dir / "vmlinuz",
+            initramfs=image,
+            scratch_disk=disk,
+            timeout_s=args.timeout_s,
         )
         vm = qemu.boot(qemu_bin, config, lambda text: print(text, end="", flush=True))
     print(f"\nVM harness: qemu exited with {vm.exit_code} after {vm.seconds:.0f} s")
