@@ -4,7 +4,7 @@ The same as ``python -m grpc_tools.protoc``: it adds the ``google/protobuf/*.pro
 the grpcio-tools wheel ships (``timestamp.proto`` for jobworker.proto) with ``-I``.
 """
 
-from grpc_tools import protoc
+from grpc_tools import protoc  # type: ignore[import-untyped]  # No stubs or py.typed.
 
 if __name__ == "__main__":
     protoc.entrypoint()

@@ -10,6 +10,7 @@ directory such as ``google/`` do not overlap), and its deps from ``Requires-Dist
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import email.parser
 import re
@@ -19,7 +20,7 @@ from pathlib import Path
 # Characters Bazel 4.2 accepts in a label's target name; a file whose name has others (a few
 # templates and test data files in the wheels, with spaces) is left out of the BUILD file.
 _LABEL_SAFE = re.compile(r"^[A-Za-z0-9_./+\-=,@~]+$")
-# pip --target moves a wheel's scripts (RECORD: ../../bin/NAME) into TARGET/bin.
+# pip --target installs a wheel's scripts (RECORD: ../../bin/NAME) into TARGET/bin/NAME.
 _SCRIPTS_PREFIX = "../../bin/"
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
@@ -64,19 +65,20 @@ def _read_one(site: Path, dist_info: Path) -> Distribution:
     srcs: list[str] = []
     data: list[str] = []
     skipped: list[str] = []
-    for line in (dist_info / "RECORD").read_text(encoding="utf-8").splitlines():
-        path = line.rsplit(",", 2)[0]
+    record = (dist_info / "RECORD").read_text(encoding="utf-8").splitlines()
+    for row in csv.reader(record):  # RECORD is CSV: path,hash,size (PEP 376).
+        path = row[0] if row else ""
         if not path:
             continue
         if path.startswith(_SCRIPTS_PREFIX):
-            relative = "bin/" + path[len(_SCRIPTS_PREFIX) :]
-        elif path.startswith("../"):
-            skipped.append(path)
-            continue
-        else:
-            relative = f"{site.name}/{path}"
-        if not _LABEL_SAFE.match(relative) or not (site.parent / relative).is_file():
-            skipped.append(relative)
+            path = "bin/" + path[len(_SCRIPTS_PREFIX) :]
+        relative = f"{site.name}/{path}"
+        if path.startswith("../"):
+            skipped.append(f"{relative} (outside the target directory)")
+        elif not _LABEL_SAFE.match(relative):
+            skipped.append(f"{relative} (not a valid Bazel label)")
+        elif not (site.parent / relative).is_file():
+            skipped.append(f"{relative} (not installed)")
         elif relative.endswith(".py"):
             srcs.append(relative)
         else:
@@ -112,7 +114,7 @@ def render(site_name: str, distributions: list[Distribution]) -> str:
     ]
     for dist in distributions:
         deps = sorted(f":{r}" for r in dist.requires)
-        skipped = "".join(f"# Not a valid Bazel label, left out: {s}\n" for s in dist.skipped)
+        skipped = "".join(f"# Left out: {s}\n" for s in dist.skipped)
         parts.append(
             f"{skipped}py_library(\n"
             f'    name = "{dist.name}",\n'
