@@ -97,18 +97,18 @@ async def test_small_allocation_is_not_oom(jobs: JobFactory) -> None:
     assert cg.usage().oom_kills == 0
 
 
-# dd arguments per case. O_DIRECT IO is throttled on v1 and v2. Buffered writes are
-# throttled when the job's own fsync issues the writeback (on v1 only then; without fsync
-# the flusher thread writes them, charged to the root cgroup).
+# dd arguments per case: O_DIRECT IO, which both versions throttle. Buffered writes are not
+# tested: v1 throttles them only when the job's own fsync issues the writeback, and v2
+# attributes writeback per inode to the cgroup that owns it (the first or main dirtier), so
+# on a shared inode like /dev/ram0 the result depends on earlier tests (docs/design.md).
 DD_CASES = {
     "read": ("if={}", "of=/dev/null", "iflag=direct"),
     "write": ("if=/dev/zero", "of={}", "oflag=direct", "conv=notrunc"),
-    "buffered write with fsync": ("if=/dev/zero", "of={}", "conv=notrunc,fsync"),
 }
 
 
 @pytest.mark.parametrize("case", DD_CASES)
-async def test_io_is_throttled(jobs: JobFactory, io_target: Path, case: str) -> None:
+async def test_direct_io_is_throttled(jobs: JobFactory, io_target: Path, case: str) -> None:
     bps, size = MiB, 4 * MiB
     cg = jobs.create(Limits(io_read_bps=bps, io_write_bps=bps))
     count = f"count={size // (64 * 1024)}"
