@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc  # noqa: E402
 
-from api import pki  # noqa: E402
+from api import pki, server  # noqa: E402
 from api.testing_daemon import (  # noqa: E402
     RPC_TIMEOUT,
     job_worker_stub,
@@ -25,6 +25,7 @@ from api.testing_daemon import (  # noqa: E402
     running_daemon,
 )
 from api.testing_fake_manager import FakeJobManager  # noqa: E402
+from api.tls import server_credentials  # noqa: E402
 from jobworker.v1 import jobworker_pb2 as pb  # noqa: E402
 from worker.spec import Limits  # noqa: E402
 
@@ -223,3 +224,11 @@ async def test_a_job_of_another_user_is_indistinguishable_from_a_missing_one(
                     await bob.GetJob(pb.GetJobRequest(job_id=target), timeout=RPC_TIMEOUT)
                 answers.append((raised.value.code(), raised.value.details()))
     assert answers[0] == answers[1] == (grpc.StatusCode.NOT_FOUND, "job not found")
+
+
+async def test_a_second_daemon_cannot_share_the_port(pki_dir: Path) -> None:
+    credentials = server_credentials(pki.TlsFiles.in_pki_dir(pki_dir, "server"))
+    async with running_daemon(FakeJobManager(), pki_dir) as daemon:
+        # grpc's default SO_REUSEPORT would let this bind succeed and split the traffic.
+        with pytest.raises(RuntimeError):
+            server.build(FakeJobManager(), credentials, daemon.address)
