@@ -13,13 +13,14 @@ from typing import TypeVar
 
 from absl.flags import argparse_flags
 
-from cli import units
+# connection defines the connection flags, which this parser must know to accept.
+from cli import connection, units
 
 _T = TypeVar("_T")
 
-EPILOG = """\
+EPILOG = f"""\
 connection (flags win over the environment):
-  --addr  / JOBCTL_ADDR   daemon HOST:PORT (default 127.0.0.1:50051)
+  --addr  / JOBCTL_ADDR   daemon HOST:PORT (default {connection.DEFAULT_ADDR})
   --ca    / JOBCTL_CA     CA certificate that verifies the daemon
   --cert  / JOBCTL_CERT   your client certificate
   --key   / JOBCTL_KEY    its private key

@@ -9,6 +9,7 @@ memory limit that is off by 5 % is a bug nobody notices. Rates are sizes with an
 
 from __future__ import annotations
 
+import fractions
 import math
 import re
 
@@ -52,7 +53,8 @@ def parse_size(text: str) -> int:
         raise QuantityError(
             f"invalid size {text!r}: use a number with a unit such as 256MiB, 10MB or 4096"
         )
-    value = round(float(match.group(1)) * _UNITS[unit])
+    # Exact arithmetic: a float loses whole bytes above 2**53 (576460752305MB was off by 64).
+    value = round(fractions.Fraction(match.group(1)) * _UNITS[unit])
     if value < 1:
         raise QuantityError(f"invalid size {text!r}: must be at least 1 byte")
     if value > _INT64_MAX:

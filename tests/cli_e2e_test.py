@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from api import pki
+from api.role import Role
 from tests.testing_e2e import (
     COMMAND_TIMEOUT,
     Daemon,
@@ -364,7 +365,7 @@ def test_silent_peer_times_out_at_the_connect_timeout(daemon: Daemon) -> None:
 
 def test_certificate_from_another_ca_is_rejected(daemon: Daemon, tmp_path: Path) -> None:
     other_ca = pki.new_ca("impostor CA")
-    pki.write_credential(pki.issue_client(other_ca, "alice", pki.Role.USER), tmp_path, "alice")
+    pki.write_credential(pki.issue_client(other_ca, "alice", Role.USER), tmp_path, "alice")
     result = ctl(
         daemon, "list", f"--cert={tmp_path / 'alice.crt'}", f"--key={tmp_path / 'alice.key'}"
     )

@@ -1,0 +1,120 @@
+import pytest
+
+from cli import parser
+
+
+def parse(*argv: str):  # type: ignore[no-untyped-def]
+    return parser.parse(["jobctl", *argv])
+
+
+def test_start_with_limits_and_a_command_after_the_separator() -> None:
+    args = parse(
+        "start",
+        "--cpu",
+        "0.5",
+        "--memory",
+        "256MiB",
+        "--io-read",
+        "10MB/s",
+        "--io-write",
+        "1MiB/s",
+        "--pids",
+        "64",
+        "-e",
+        "A=1",
+        "--env",
+        "B=x=y",
+        "--cwd",
+        "/tmp",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo --cpu",
+    )
+    assert args.command == "start"
+    assert (args.cpu, args.memory, args.io_read, args.io_write, args.pids) == (
+        0.5,
+        256 * 1024**2,
+        10_000_000,
+        1024**2,
+        64,
+    )
+    assert args.env == [("A", "1"), ("B", "x=y")]
+    assert args.cwd == "/tmp"
+    assert args.argv == ["/bin/sh", "-c", "echo --cpu"]
+
+
+def test_limits_default_to_unset() -> None:
+    args = parse("run", "--", "/bin/true")
+    assert (args.cpu, args.memory, args.io_read, args.io_write, args.pids, args.grace) == (
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
+    assert args.env == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "fields"),
+    [
+        (["status", "abc"], {"command": "status", "job_id": "abc", "output": "human"}),
+        (["status", "-o", "json", "abc"], {"output": "json"}),
+        (["logs", "-f", "abc"], {"command": "logs", "follow": True}),
+        (["logs", "abc"], {"follow": False}),
+        (["stop", "--grace", "2.5", "abc"], {"command": "stop", "grace": 2.5}),
+        (["list", "-o", "json"], {"command": "list", "output": "json"}),
+        (["run", "--grace", "0", "--", "x"], {"command": "run", "grace": 0.0}),
+    ],
+)
+def test_subcommands(argv: list[str], fields: dict[str, object]) -> None:
+    args = parse(*argv)
+    for name, value in fields.items():
+        assert getattr(args, name) == value
+
+
+def test_connection_flags_are_accepted_after_the_subcommand() -> None:
+    from absl import flags
+
+    parse("status", "--addr", "localhost:1234", "abc")
+    assert flags.FLAGS.addr == "localhost:1234"
+    parse("--addr", "127.0.0.1:50051", "list")
+    assert flags.FLAGS.addr == "127.0.0.1:50051"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["start", "--memory", "10M", "--", "x"], "invalid size '10M'"),
+        (["start", "--cpu", "-1", "--", "x"], "invalid CPU share '-1'"),
+        (["start", "--io-read", "fast", "--", "x"], "invalid rate 'fast'"),
+        (["start", "--pids", "0", "--", "x"], "invalid count '0'"),
+        (["start", "-e", "NOVALUE", "--", "x"], "invalid environment entry 'NOVALUE'"),
+        (["stop", "--grace", "-1", "x"], "invalid duration '-1'"),
+        (["start"], "the following arguments are required: CMD"),
+        (["status"], "the following arguments are required: ID"),
+        (["list", "-o", "yaml"], "invalid choice: 'yaml'"),
+        (["nope"], "invalid choice: 'nope'"),
+        ([], "the following arguments are required: COMMAND"),
+    ],
+)
+def test_bad_command_lines_exit_2_with_usage(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse(*argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: jobctl")
+    assert message in err
+
+
+def test_help_documents_exit_codes_and_environment(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse("--help")
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    for needle in ("JOBCTL_ADDR", "JOBCTL_CA", "JOBCTL_CERT", "JOBCTL_KEY", "130", "128+N"):
+        assert needle in out
