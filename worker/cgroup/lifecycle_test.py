@@ -8,7 +8,7 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -115,11 +115,24 @@ def test_create_same_id_twice_fails(driver: CgroupDriver, jobs: JobFactory) -> N
         driver.create(job_id, Limits())
 
 
-async def test_kill_all_reaches_escaped_children(jobs: JobFactory) -> None:
+def freezer_kill(cg: JobCgroup) -> None:
+    """The freezer path: v2's fallback without cgroup.kill, v1's only way."""
+    if isinstance(cg, v2.V2JobCgroup):
+        v2.freeze_and_kill(cg.path)
+    else:
+        cg.kill_all()
+
+
+@pytest.mark.parametrize(
+    "kill", [lambda cg: cg.kill_all(), freezer_kill], ids=["kill_all", "freezer"]
+)
+async def test_kill_reaches_escaped_children(
+    jobs: JobFactory, kill: Callable[[JobCgroup], None]
+) -> None:
     cg = jobs.create()
     main = await start_in(cg, ["/bin/sh", "-c", ESCAPERS])
     pids = await wait_for_pids(cg, 5)
-    cg.kill_all()
+    kill(cg)
     assert await wait_exit(main) == -signal.SIGKILL
     await wait_until_empty(cg)
     assert not any(alive(pid) for pid in pids)

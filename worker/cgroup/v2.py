@@ -67,12 +67,7 @@ class V2JobCgroup:
             # The kernel kills the whole subtree atomically, including tasks forking now.
             files.write(kill_file, "1")
             return
-        freeze = self._path / "cgroup.freeze"
-        files.write(freeze, "1")
-        try:
-            files.signal_procs([self._path / "cgroup.procs"], signal.SIGKILL)
-        finally:
-            files.write(freeze, "0")
+        freeze_and_kill(self._path)
 
     def is_empty(self) -> bool:
         """Returns True when cgroup.events says the cgroup is not populated."""
@@ -193,6 +188,20 @@ class V2Driver:
             await teardown.kill_until_empty(job)
             await job.remove()
         return len(leftovers)
+
+
+def freeze_and_kill(path: Path) -> None:
+    """SIGKILLs every process of a cgroup without cgroup.kill (before Linux 5.14).
+
+    A frozen cgroup's tasks cannot fork (cgroup-v2.rst, "cgroup.freeze"), so the pid list
+    cannot outrun the kills; the pending SIGKILLs take effect when the cgroup thaws.
+    """
+    freeze = path / "cgroup.freeze"
+    files.write(freeze, "1")
+    try:
+        files.signal_procs([path / "cgroup.procs"], signal.SIGKILL)
+    finally:
+        files.write(freeze, "0")
 
 
 def _host_has_swap() -> bool:
