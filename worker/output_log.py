@@ -41,7 +41,10 @@ class OutputLog:
 
     def __init__(self, path: Path, fd: int, watcher: LogWatcher) -> None:
         self._path = path
+        # Held only until `finish`: a log of an ended job costs no fd, however many ended
+        # jobs the manager remembers; readers of a finished log open it by path instead.
         self._fd: int | None = fd
+        self._closed = False
         self._watcher = watcher
         # The generation event: set and replaced on every change, so a reader that takes
         # the current one *before* reading cannot miss a change that happens after the read.
@@ -79,7 +82,7 @@ class OutputLog:
     @property
     def closed(self) -> bool:
         """Whether `close` was called."""
-        return self._fd is None
+        return self._closed
 
     @property
     def reader_count(self) -> int:
@@ -105,7 +108,8 @@ class OutputLog:
         Raises:
             ValueError: If the log is closed.
         """
-        return os.fstat(self._require_fd()).st_size
+        self._require_open()
+        return os.fstat(self._fd).st_size if self._fd is not None else self._path.stat().st_size
 
     def finish(self) -> None:
         """Declares that no more bytes will come; followers deliver the rest and end.
@@ -116,18 +120,19 @@ class OutputLog:
             return
         self._finished = True
         self._drop_watch()
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
         self._notify()
 
     def close(self) -> None:
-        """Finishes the log and releases its fd and watch; open readers drain and end.
+        """Finishes the log and refuses new readers and writers; open readers drain and end.
 
         Idempotent. Readers that already run keep their own fd, so they still deliver every
         byte; new readers are refused.
         """
         self.finish()
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
+        self._closed = True
 
     def delete(self) -> None:
         """Closes the log and unlinks its file. Idempotent; running readers still drain."""
@@ -160,7 +165,7 @@ class OutputLog:
         """
         if offset < 0:
             raise ValueError(f"output offset must be >= 0, got {offset}")
-        self._require_fd()
+        self._require_open()
         return self._read(offset, follow)
 
     async def _read(self, offset: int, follow: bool) -> AsyncGenerator[bytes, None]:
@@ -203,8 +208,8 @@ class OutputLog:
             os.close(fd)
 
     def _follow(self) -> None:
-        if self._wd is None and not self._finished:
-            self._wd = self._watcher.watch(f"/proc/self/fd/{self._require_fd()}", self._notify)
+        if self._wd is None and self._fd is not None:
+            self._wd = self._watcher.watch(f"/proc/self/fd/{self._fd}", self._notify)
         self._followers += 1
 
     def _unfollow(self) -> None:
@@ -221,15 +226,19 @@ class OutputLog:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    def _require_fd(self) -> int:
-        if self._fd is None:
+    def _require_open(self) -> None:
+        if self._closed:
             raise ValueError(f"output log {self._path} is closed")
-        return self._fd
 
     def _reopen(self, flags: int) -> int:
-        # /proc/self/fd/N names the very inode this log created, whatever happened to the
-        # path since (proc(5)); O_CLOEXEC keeps it out of every child but the intended one.
-        return os.open(f"/proc/self/fd/{self._require_fd()}", flags | os.O_CLOEXEC)
+        # Until `finish`, /proc/self/fd/N names the very inode this log created, whatever
+        # happened to the path since (proc(5)). After it, the path in the private (0700) data
+        # directory does, with O_NOFOLLOW against a symlink. O_CLOEXEC keeps every fd out of
+        # every child but the intended one.
+        self._require_open()
+        if self._fd is not None:
+            return os.open(f"/proc/self/fd/{self._fd}", flags | os.O_CLOEXEC)
+        return os.open(self._path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
 
 
 async def _pread(fd: int, size: int, offset: int) -> bytes:

@@ -256,3 +256,19 @@ async def test_log_is_watched_only_while_followed_and_not_finished(tmp_path: Pat
             assert await asyncio.gather(*followers) == [b"x", b"x"]
         finally:
             os.close(fd)
+
+
+async def test_finished_log_holds_no_fd_and_stays_readable(tmp_path: Path) -> None:
+    # The manager remembers every ended job; a log that kept its fd would cost one fd per
+    # ended job forever (the bench found exactly that).
+    async with new_log(tmp_path) as (log, _):
+        write_log(log, b"kept on disk")
+        log.finish()
+        held = set()
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(FileNotFoundError):  # The listing's own fd.
+                held.add(os.readlink(f"/proc/self/fd/{fd}"))
+        assert str(log.path) not in held
+        assert log.size() == len(b"kept on disk")
+        assert await collect(log) == b"kept on disk"
+        assert await collect(log, follow=False) == b"kept on disk"
