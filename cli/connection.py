@@ -51,9 +51,9 @@ _RPC_TIMEOUT = flags.DEFINE_float(
 # (a half-open TCP connection otherwise waits for hours): a PING every 30 s, and the
 # connection is declared dead when its PONG has not come 10 s later. Pings are allowed on
 # a silent stream (max_pings_without_data 0) because "logs -f" of a quiet job is exactly
-# the case to protect. The daemon must permit a ping interval of 30 s without data
-# (grpc.http2.min_ping_interval_without_data_ms <= 30000), or it answers with GOAWAY
-# "too_many_pings"; see https://github.com/grpc/grpc/blob/master/doc/keepalive.md.
+# the case to protect. jobworkerd accepts pings every 10 s without data (api/server.py,
+# grpc.http2.min_recv_ping_interval_without_data_ms); pinging faster than the server
+# allows earns a GOAWAY "too_many_pings". See grpc/doc/keepalive.md.
 _CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),

@@ -397,3 +397,19 @@ def test_environment_and_relative_paths(daemon: Daemon) -> None:
     missing = jobctl(["list"], env={"JOBCTL_ADDR": daemon.addr})
     assert missing.returncode == 1
     assert one_error_line(missing) == "no --ca given and JOBCTL_CA is not set"
+
+
+def test_ctrl_c_ends_logs_follow_quietly_with_130(daemon: Daemon) -> None:
+    job_id = start(daemon, "/bin/sh", "-c", "echo a; exec /bin/sleep 600")
+    follower = spawn_jobctl([*daemon.credentials("alice"), "logs", "-f", job_id])
+    try:
+        read_until(follower.stdout, b"a\n")
+        follower.send_signal(signal.SIGINT)
+        _, err = follower.communicate(timeout=COMMAND_TIMEOUT)
+        # Leaving a stream never stops the job.
+        assert status_json(daemon, job_id)["state"] == "running"
+    finally:
+        follower.kill()
+        follower.wait()
+        ctl(daemon, "stop", "--grace", "0", job_id)
+    assert (follower.returncode, err) == (130, b"")
