@@ -285,7 +285,9 @@ class Job:
             # The job dies with its spawner (PDEATHSIG); supervise() reports the loss.
             return
         if cgroup_error is not None and not delivered and not self.exited.is_set():
-            raise CgroupError(f"cannot SIGKILL the job: {cgroup_error}") from cgroup_error
+            problem = f"cannot SIGKILL the job: {cgroup_error}"
+            self._problems.append(problem)  # Also in the status, once the job has ended.
+            raise CgroupError(problem) from cgroup_error
 
 
 async def read_usage(jobs: Sequence[Job]) -> None:
