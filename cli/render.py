@@ -79,6 +79,14 @@ def _duration(job: jobworker_pb2.JobStatus) -> str:
     return units.format_seconds(max(0.0, (end - started).total_seconds())) + suffix
 
 
+def _memory_text(job: jobworker_pb2.JobStatus) -> str:
+    peak = f"{units.format_bytes(job.usage.memory_peak_bytes)} peak"
+    if job.state != jobworker_pb2.JOB_STATE_RUNNING:
+        # What an ended job's cgroup still charges (page cache) is not the job's use.
+        return peak
+    return f"{units.format_bytes(job.usage.memory_bytes)} now, {peak}"
+
+
 def status_text(job: jobworker_pb2.JobStatus) -> str:
     """Returns the multi-line status block of ``jobctl status`` and ``jobctl stop``."""
     usage = job.usage
@@ -94,11 +102,7 @@ def status_text(job: jobworker_pb2.JobStatus) -> str:
         ("duration", _duration(job)),
         ("limits", _limits_text(job.limits)),
         ("cpu time", units.format_seconds(usage.cpu_usec / 1e6)),
-        (
-            "memory",
-            f"{units.format_bytes(usage.memory_bytes)} now, "
-            f"{units.format_bytes(usage.memory_peak_bytes)} peak",
-        ),
+        ("memory", _memory_text(job)),
         (
             "io",
             f"{units.format_bytes(usage.io_read_bytes)} read, "

@@ -55,7 +55,7 @@ def test_status_text() -> None:
         "duration:   2.00s\n"
         "limits:     cpu 0.5, memory 256 MiB, io write 9.5 MiB/s, pids 64\n"
         "cpu time:   1.25s\n"
-        "memory:     0 B now, 3 MiB peak\n"
+        "memory:     3 MiB peak\n"
         "io:         0 B read, 4 KiB written\n"
     )
 
@@ -124,3 +124,4 @@ def test_running_job_has_no_end_and_an_open_duration() -> None:
     text = render.status_text(RUNNING)
     assert "ended:      -\n" in text
     assert "so far\n" in text
+    assert "memory:     0 B now, 0 B peak\n" in text
