@@ -89,12 +89,13 @@ class V1JobCgroup:
         read_bytes = write_bytes = 0
         # Lines are "MAJ:MIN Op bytes" plus a final "Total bytes". Only IO that the throttle
         # layer saw is counted; on v1 buffered writeback is charged to the flusher, not here.
-        for line in files.read(self._dirs["blkio"] / "blkio.throttle.io_service_bytes").split("\n"):
-            fields = line.split()
-            if len(fields) == 3 and fields[1] == "Read":
-                read_bytes += int(fields[2])
-            elif len(fields) == 3 and fields[1] == "Write":
-                write_bytes += int(fields[2])
+        service = files.read(self._dirs["blkio"] / "blkio.throttle.io_service_bytes")
+        for line in service.splitlines():
+            match line.split():
+                case [_, "Read", count]:
+                    read_bytes += int(count)
+                case [_, "Write", count]:
+                    write_bytes += int(count)
         return Usage(
             cpu_usec=files.read_int(self._dirs["cpuacct"] / "cpuacct.usage") // 1000,
             memory_bytes=files.read_int(memory / "memory.usage_in_bytes"),
