@@ -6,10 +6,12 @@ import os
 import re
 from pathlib import Path
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from worker.cgroup import blockdev, detect, v1, v2
-from worker.cgroup.base import CgroupMode
+from worker.cgroup.base import CgroupMode, job_dir_name
 from worker.errors import CgroupError
 from worker.spec import Limits
 
@@ -229,3 +231,21 @@ def test_disks_behind_missing_path() -> None:
 def test_bad_device_number(text: str) -> None:
     with pytest.raises(CgroupError, match="device number"):
         blockdev.BlockDevice.parse(text)
+
+
+@hypothesis.given(st.text())
+def test_job_dir_name_is_one_safe_path_component(job_id: str) -> None:
+    try:
+        name = job_dir_name(job_id)
+    except CgroupError:
+        return
+    assert name.startswith("job-")
+    assert Path(name).name == name
+    assert name not in (".", "..")
+    assert "\x00" not in name
+
+
+@hypothesis.given(st.text())
+def test_parse_proc_cgroup_never_fails(text: str) -> None:
+    own = detect.parse_proc_cgroup(text)
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in own.items())
