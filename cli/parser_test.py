@@ -118,3 +118,21 @@ def test_help_documents_exit_codes_and_environment(capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     for needle in ("JOBCTL_ADDR", "JOBCTL_CA", "JOBCTL_CERT", "JOBCTL_KEY", "130", "128+N"):
         assert needle in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["logs", "-f", "-TnEWeMBR56iGgfCHOdkeQ"],
+        ["status", "-TnEWeMBR56iGgfCHOdkeQ", "-o", "json"],
+        ["stop", "--grace", "1", "-TnEWeMBR56iGgfCHOdkeQ"],
+        ["logs", "--", "-TnEWeMBR56iGgfCHOdkeQ"],
+    ],
+)
+def test_job_ids_may_start_with_a_dash(argv: list[str]) -> None:
+    assert parse(*argv).job_id == "-TnEWeMBR56iGgfCHOdkeQ"
+
+
+def test_a_dash_id_is_not_taken_from_the_command_of_run() -> None:
+    args = parse("run", "--", "/bin/echo", "-TnEWeMBR56iGgfCHOdkeQ")
+    assert args.argv == ["/bin/echo", "-TnEWeMBR56iGgfCHOdkeQ"]
