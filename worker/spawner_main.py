@@ -25,6 +25,7 @@ from typing import Any
 from worker import linux, sandbox
 from worker.spawn_protocol import (
     MAX_MESSAGE,
+    SEND_BUFFER,
     ProtocolError,
     decode,
     encode,
@@ -36,10 +37,14 @@ _TAG_SIGCHLD = "sigchld"
 
 @dataclasses.dataclass(slots=True)
 class _Starting:
-    """A job between fork of A and the exec of its program (or a failure)."""
+    """A sandbox from the fork of A until its job's program is exec'd (or it fails).
 
-    request_id: int
+    ``request_id`` is None while the sandbox waits in the pool for a job.
+    """
+
     report_fd: int
+    control: socket.socket
+    request_id: int | None = None
     data: bytearray = dataclasses.field(default_factory=bytearray)
     b_pid: int | None = None
     error: dict[str, Any] | None = None
@@ -73,7 +78,8 @@ class _Server:
         # Readable once this process has exited: jobs use it to check the spawner is alive
         # after arming PDEATHSIG (see sandbox.py). pidfds are always close-on-exec.
         self._self_pidfd = os.pidfd_open(os.getpid())
-        self._starting: dict[int, _Starting] = {}  # By report fd.
+        self._starting: dict[int, _Starting] = {}  # By report fd, pooled ones included.
+        self._pool: list[_Starting] = []  # Isolated inits waiting for a job.
         self._by_b: dict[int, _Starting] = {}
         self._jobs: set[int] = set()  # Started and not yet reaped: the only pids we signal.
         self._selector.register(self._sock, selectors.EVENT_READ, _TAG_SOCKET)
@@ -91,6 +97,7 @@ class _Server:
         # in every forked child (gc.freeze docs). Children disable the collector too.
         gc.freeze()
         self._send({"type": "ready", "pid": os.getpid()})
+        self._refill_pool()
         while True:
             for key, _ in self._selector.select():
                 if key.data == _TAG_SOCKET:
@@ -118,7 +125,7 @@ class _Server:
                 raise ProtocolError(f"truncated request (flags {flags:#x})")
             message = decode(data)
             if message["type"] == "spawn" and len(fds) == 1:
-                self._spawn(message, fds.pop())
+                self._spawn(message, fds[0])
             elif message["type"] == "kill" and not fds:
                 self._kill(message)
             else:
@@ -128,40 +135,59 @@ class _Server:
                 os.close(fd)
         return True
 
-    def _spawn(self, message: dict[str, Any], output_fd: int) -> None:
-        """Forks A for one job and returns at once; the job's progress arrives as events."""
-        request_id = message["id"]
+    def _fork_sandbox(self) -> _Starting:
+        """Forks A, which makes B: an isolated init that waits for a job on ``control``.
+
+        Raises:
+            OSError: The fork failed.
+        """
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
-        setup = sandbox.JobSetup(
-            argv=tuple(message["argv"]),
-            env=message["env"],
-            cwd=message["cwd"],
-            uid=message["uid"],
-            gid=message["gid"],
-            cgroup_procs=tuple(message["cgroup_procs"]),
-            output_fd=output_fd,
-            report_fd=report_w,
-            spawner_pidfd=self._self_pidfd,
-        )
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        channels = sandbox.Channels(report_w, theirs.fileno(), self._self_pidfd)
         try:
             pid = os.fork()
-        except OSError as err:
+            if pid == 0:
+                sandbox.run_intermediate(channels)
+        except OSError:
             os.close(report_r)
+            ours.close()
+            raise
+        finally:
+            # Only the children hold these now: EOF on the report pipe means A and B have
+            # exited or B has exec'd (close-on-exec); B sees EOF on ``theirs`` if we close ours.
             os.close(report_w)
+            theirs.close()
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        os.set_blocking(report_r, False)
+        starting = _Starting(report_fd=report_r, control=ours)
+        self._starting[report_r] = starting
+        self._selector.register(report_r, selectors.EVENT_READ, starting)
+        return starting
+
+    def _refill_pool(self) -> None:
+        # Forking, unsharing and mounting take most of a start's time, and none of it needs
+        # the job: a sandbox made ahead of time takes that off the next start's path.
+        if not self._pool:
+            with contextlib.suppress(OSError):  # The next spawn forks and reports it.
+                self._pool.append(self._fork_sandbox())
+
+    def _spawn(self, message: dict[str, Any], output_fd: int) -> None:
+        """Hands the job to a pooled sandbox (or a new one) and returns at once."""
+        request_id = message["id"]
+        try:
+            starting = self._pool.pop() if self._pool else self._fork_sandbox()
+        except OSError as err:
             self._send(
                 {"type": "failed", "id": request_id, "step": "fork", "errno": err.errno,
                  "detail": "the setup process"}
             )  # fmt: skip
             return
-        if pid == 0:
-            sandbox.run_intermediate(setup)
-        # Only the children hold the write end now: EOF means A and B have exited, or B
-        # has exec'd (the pipe is close-on-exec).
-        os.close(report_w)
-        os.set_blocking(report_r, False)
-        starting = _Starting(request_id=request_id, report_fd=report_r)
-        self._starting[report_r] = starting
-        self._selector.register(report_r, selectors.EVENT_READ, starting)
+        starting.request_id = request_id
+        # Never blocks: B's receive queue is empty and SO_SNDBUF fits any message. If B is
+        # gone, the send fails and the EOF of its report pipe reports why.
+        with contextlib.suppress(OSError):
+            socket.send_fds(starting.control, [encode(message)], [output_fd], socket.MSG_NOSIGNAL)
+        starting.control.close()
 
     def _read_report(self, starting: _Starting) -> None:
         """Reads what the setup processes wrote so far, without blocking."""
@@ -189,7 +215,15 @@ class _Server:
         starting.finished = True
         self._selector.unregister(starting.report_fd)
         os.close(starting.report_fd)
+        starting.control.close()
         del self._starting[starting.report_fd]
+        if starting.request_id is None:  # A pooled sandbox failed before it had a job.
+            self._pool.remove(starting)
+            if starting.b_pid is not None:
+                del self._by_b[starting.b_pid]
+                if starting.b_exit is None:
+                    os.kill(starting.b_pid, signal.SIGKILL)
+            return
         b_pid = starting.b_pid
         if b_pid is not None:
             del self._by_b[b_pid]
@@ -203,13 +237,14 @@ class _Server:
                 {"type": "failed", "id": starting.request_id, "step": error.get("step"),
                  "errno": error.get("errno"), "detail": error.get("detail", "")}
             )  # fmt: skip
-            return
-        assert b_pid is not None
-        self._send({"type": "started", "id": starting.request_id, "pid": b_pid})
-        if starting.b_exit is None:
-            self._jobs.add(b_pid)
         else:
-            self._send(_exit_message(b_pid, *starting.b_exit))
+            assert b_pid is not None
+            self._send({"type": "started", "id": starting.request_id, "pid": b_pid})
+            if starting.b_exit is None:
+                self._jobs.add(b_pid)
+            else:
+                self._send(_exit_message(b_pid, *starting.b_exit))
+        self._refill_pool()  # After the reply: the fork is off this start's path.
 
     def _reap(self) -> None:
         """Reaps every exited child; reports jobs, ignores setup processes (A)."""

@@ -10,9 +10,9 @@ from worker.errors import SpawnerLost, StartFailed
 from worker.spawner import ExitStatus, Spawner
 from worker.testing_spawner import (
     PYTHON,
-    children_of,
     is_alive,
     needs_root,
+    only_pool_left,
     open_log,
     request,
     run,
@@ -97,8 +97,8 @@ async def test_start_failure_names_step_errno_and_path(
     async with await Spawner.start() as spawner:
         with pytest.raises(StartFailed) as failure:
             await spawner.spawn(request(*argv, cwd=cwd), 1)
-        # Nothing of the job is left: the spawner has no child (setup or job) after a while.
-        assert await until(lambda: not children_of(spawner.pid), 10)
+        # Nothing of the job is left: the spawner's only child is its pooled sandbox.
+        assert await until(lambda: only_pool_left(spawner.pid), 10)
         assert spawner.alive
     assert (failure.value.step, failure.value.errno) == (step, err)
     assert named in str(failure.value)
@@ -176,7 +176,7 @@ async def test_cancelled_spawns_leave_no_job(tmp_path: Path) -> None:
                 await spawner.kill(outcome, signal.SIGKILL)
                 await spawner.wait(outcome)
         os.close(fd)
-        assert await until(lambda: not children_of(spawner.pid), 10)
+        assert await until(lambda: only_pool_left(spawner.pid), 10)
         assert spawner.alive
 
 
@@ -192,3 +192,16 @@ async def test_invalid_signal_is_rejected() -> None:
     async with await Spawner.start() as spawner:
         with pytest.raises(ValueError):
             await spawner.kill(1, 12345)
+
+
+async def test_spawner_keeps_no_fd_per_job(tmp_path: Path) -> None:
+    async with await Spawner.start() as spawner:
+        await run(spawner, request("/bin/true"), tmp_path / "warmup")
+        before = len(os.listdir(f"/proc/{spawner.pid}/fd"))
+        for i in range(20):
+            await run(spawner, request("/bin/true"), tmp_path / f"log{i}")
+        with pytest.raises(StartFailed):
+            await spawner.spawn(request("nosuchbinary"), 1)
+        assert await until(lambda: only_pool_left(spawner.pid), 10)
+        after = len(os.listdir(f"/proc/{spawner.pid}/fd"))
+    assert after == before

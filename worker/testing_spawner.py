@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -75,6 +76,19 @@ def children_of(pid: int) -> set[int]:
         return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
     except FileNotFoundError:
         return set()
+
+
+def only_pool_left(spawner_pid: int) -> bool:
+    """Whether the spawner's children are at most its one pooled sandbox (still root).
+
+    A job's init runs as nobody from the privilege drop on, so no job is among them.
+    """
+    children = children_of(spawner_pid)
+    owners = set()
+    for child in children:
+        with contextlib.suppress(FileNotFoundError):
+            owners.add(os.stat(f"/proc/{child}").st_uid)
+    return len(children) <= 1 and owners <= {0}
 
 
 def pid_namespace(pid: int) -> str:
