@@ -46,6 +46,11 @@ def _cgroup_mounts() -> list[Path]:
 def _job_cgroups() -> frozenset[str]:
     found: set[str] = set()
     for mount in _cgroup_mounts():
+        # A test that cannot write a hierarchy cannot leak a cgroup in it, and the job cgroups
+        # there belong to someone else: Bazel's linux-sandbox mounts /sys/fs/cgroup read-only
+        # (access(2): EROFS), while kernel tests tagged "local" run on the writable host one.
+        if not os.access(mount, os.W_OK):
+            continue
         for dirpath, dirnames, _ in os.walk(mount):
             if os.path.basename(dirpath) == PARENT_DIR_NAME:
                 found.update(f"{dirpath}/{d}" for d in dirnames if d.startswith(JOB_DIR_PREFIX))
