@@ -113,6 +113,8 @@ def test_create_same_id_twice_fails(driver: CgroupDriver, jobs: JobFactory) -> N
     job_id = Path(cg.procs_files[0]).parent.name.removeprefix("job-")
     with pytest.raises(CgroupError, match="cannot create cgroup"):
         driver.create(job_id, Limits())
+    assert exists(cg)  # The failed create must not remove the live job's directory.
+    assert all(Path(f).exists() for f in cg.procs_files)
 
 
 def freezer_kill(cg: JobCgroup) -> None:

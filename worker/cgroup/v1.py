@@ -206,27 +206,35 @@ class V1Driver:
         A job whose freezer directory another process holds locked belongs to a live
         driver and is left alone (see ownership.py).
         """
-        leftovers = []
-        with parent_locked(self._parents["freezer"], exclusive=True):
-            names: set[str] = set()
-            for parent in self._parents.values():
-                names.update(
-                    p.name
-                    for p in parent.iterdir()
-                    if p.is_dir() and p.name.startswith(JOB_DIR_PREFIX)
-                )
-            for name in sorted(names):
-                present = {c: p / name for c, p in self._parents.items() if (p / name).is_dir()}
-                lock = None
-                if "freezer" in present:
-                    lock = JobLock.try_acquire(present["freezer"])
-                    if lock is None:
-                        continue
-                leftovers.append(V1JobCgroup(present, lock))
-        for job in leftovers:
-            await teardown.kill_until_empty(job)
-            await job.remove()
+        leftovers: list[tuple[V1JobCgroup, JobLock | None]] = []
+        try:
+            with parent_locked(self._parents["freezer"], exclusive=True):
+                for name in sorted(self._job_names()):
+                    present = {c: p / name for c, p in self._parents.items() if (p / name).is_dir()}
+                    lock = None
+                    if "freezer" in present:
+                        lock = JobLock.try_acquire(present["freezer"])
+                        if lock is None:
+                            continue
+                    leftovers.append((V1JobCgroup(present, lock), lock))
+            for job, _ in leftovers:
+                await teardown.kill_until_empty(job)
+                await job.remove()
+        finally:
+            # remove() released the locks of what it removed; a failure leaves the rest for
+            # the next sweep instead of holding their fds.
+            for _, lock in leftovers:
+                if lock is not None:
+                    lock.release()
         return len(leftovers)
+
+    def _job_names(self) -> set[str]:
+        names: set[str] = set()
+        for parent in self._parents.values():
+            names.update(
+                p.name for p in parent.iterdir() if p.is_dir() and p.name.startswith(JOB_DIR_PREFIX)
+            )
+        return names
 
 
 def open_v1_driver(

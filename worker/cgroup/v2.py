@@ -131,17 +131,21 @@ class V2Driver:
                 directory is removed again.
         """
         path = self._parent / job_dir_name(job_id)
-        with parent_locked(self._parent, exclusive=False):
-            files.make_dir(path)
-            lock = JobLock.try_acquire(path)
+        made = False
+        lock = None
         try:
+            with parent_locked(self._parent, exclusive=False):
+                files.make_dir(path)
+                made = True
+                lock = JobLock.try_acquire(path)
             if lock is None:
                 raise CgroupError(f"cgroup {path} is locked by another process")
             self._apply(path, limits)
         except CgroupError:
             if lock is not None:
                 lock.release()
-            files.try_rmdir(path)
+            if made:  # Never remove a directory that existed before: it is not ours.
+                files.try_rmdir(path)
             raise
         return V2JobCgroup(path, lock)
 
@@ -177,16 +181,22 @@ class V2Driver:
         A job directory another process holds locked belongs to a live driver and is left
         alone (see ownership.py).
         """
-        leftovers = []
-        with parent_locked(self._parent, exclusive=True):
-            for path in sorted(self._parent.iterdir()):
-                if path.is_dir() and path.name.startswith(JOB_DIR_PREFIX):
-                    lock = JobLock.try_acquire(path)
-                    if lock is not None:
-                        leftovers.append(V2JobCgroup(path, lock))
-        for job in leftovers:
-            await teardown.kill_until_empty(job)
-            await job.remove()
+        leftovers: list[tuple[V2JobCgroup, JobLock]] = []
+        try:
+            with parent_locked(self._parent, exclusive=True):
+                for path in sorted(self._parent.iterdir()):
+                    if path.is_dir() and path.name.startswith(JOB_DIR_PREFIX):
+                        lock = JobLock.try_acquire(path)
+                        if lock is not None:
+                            leftovers.append((V2JobCgroup(path, lock), lock))
+            for job, _ in leftovers:
+                await teardown.kill_until_empty(job)
+                await job.remove()
+        finally:
+            # remove() released the locks of what it removed; a failure leaves the rest for
+            # the next sweep instead of holding their fds.
+            for _, lock in leftovers:
+                lock.release()
         return len(leftovers)
 
 
