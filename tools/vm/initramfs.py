@@ -60,11 +60,14 @@ class GuestCommand:
         argv: The program and its arguments, as absolute host paths.
         cwd: The directory to run it in.
         env: The complete environment; nothing else is inherited.
+        timeout_s: The guest SIGKILLs the command after this many seconds of its own uptime,
+            then still prints the kernel log and the result line.
     """
 
     argv: tuple[str, ...]
     cwd: str
     env: tuple[tuple[str, str], ...]
+    timeout_s: int
 
 
 def read_load_list(kernel_dir: Path) -> list[Module]:
@@ -168,10 +171,13 @@ def render_init(modules: list[Module], command: GuestCommand) -> str:
         f'echo "{INFO_MARKER} kernel=$(uname -r) cgroup=$cgroup'
         ' controllers=$(tr " " , < sys/fs/cgroup/cgroup.controllers)'
         ' uptime=$(cut -d" " -f1 /proc/uptime)"',
-        "chroot . /usr/bin/env -i --chdir=" + _q(command.cwd) + " \\",
-        *(f"    {_q(f'{key}={value}')} \\" for key, value in command.env),
-        "    " + " ".join(map(_q, command.argv)),
+        f"timeout -s KILL {command.timeout_s} \\",
+        "    chroot . /usr/bin/env -i --chdir=" + _q(command.cwd) + " \\",
+        *(f"        {_q(f'{key}={value}')} \\" for key, value in command.env),
+        "        " + " ".join(map(_q, command.argv)),
         "rc=$?",
+        # busybox timeout(1) exits 137 when it had to SIGKILL the command.
+        f'if [ "$rc" = 137 ]; then echo "the command was killed after {command.timeout_s} s"; fi',
         # The console shows only critical kernel messages (see tools/vm/qemu.py), so print the
         # kernel log when the command failed: OOM kills, hung tasks and warnings are there.
         'if [ "$rc" != 0 ]; then',

@@ -28,8 +28,12 @@ _IO_DEVICE = "/dev/ram0"
 # they pick a device themselves.
 IO_DEVICE_ENV = "JOBWORKER_TEST_IO_DEVICE"
 # No colour codes on a serial console. The other flags are pytest_main's, as on the host.
-# --durations: the slowest tests, to keep the VM run's time in check.
-_VM_PYTEST_FLAGS = ("--color=no", "--durations=25")
+# --durations: the slowest tests, to keep the VM run's time in check. faulthandler_timeout:
+# a test still running after 5 minutes gets every thread's traceback printed (pytest's
+# faulthandler plugin; it does not stop the test), so a hang in the guest can be diagnosed.
+_VM_PYTEST_FLAGS = ("--color=no", "--durations=25", "-o", "faulthandler_timeout=300")
+# How much earlier than the host's timeout the guest kills pytest (boot plus the kernel log).
+_GUEST_TIMEOUT_MARGIN_S = 60
 # The guest's /tmp: pytest's tmp_path and the tests' job data live there.
 _SCRATCH_DISK_BYTES = 4 << 30
 _GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -40,7 +44,7 @@ class HarnessError(Exception):
     """The VM could not be set up or did not report a result."""
 
 
-def _guest_command(tests: list[str]) -> initramfs.GuestCommand:
+def _guest_command(tests: list[str], timeout_s: float) -> initramfs.GuestCommand:
     # The guest sees the host's root at "/", so the host's interpreter, its sys.path (which
     # under Bazel holds the runfiles and @pypi packages) and the cwd are valid there as is.
     cwd = os.getcwd()
@@ -63,7 +67,10 @@ def _guest_command(tests: list[str]) -> initramfs.GuestCommand:
     # must the guest, or the host's site-packages would add plugins the host run lacks.
     site = ("-S",) if sys.flags.no_site else ()
     argv = (sys.executable, *site, "-m", "tools.pytest_main", *_VM_PYTEST_FLAGS, *tests)
-    return initramfs.GuestCommand(argv=argv, cwd=cwd, env=env)
+    # The guest stops pytest a little before the host stops qemu, so that a hang still ends
+    # with the guest's kernel log and result line in the test log.
+    guest_timeout_s = max(int(timeout_s) - _GUEST_TIMEOUT_MARGIN_S, 1)
+    return initramfs.GuestCommand(argv=argv, cwd=cwd, env=env, timeout_s=guest_timeout_s)
 
 
 def _check_prerequisites(kernel_dir: Path, busybox: Path) -> str:
@@ -115,7 +122,9 @@ def run(args: argparse.Namespace) -> result.GuestResult:
     with tempfile.TemporaryDirectory(dir=os.environ.get("TEST_TMPDIR")) as tmp:
         image = Path(tmp) / "initramfs.cpio.gz"
         modules = initramfs.read_load_list(kernel_dir)
-        initramfs.build(image, busybox=busybox, modules=modules, command=_guest_command(tests))
+        initramfs.build(
+            image, busybox=busybox, modules=modules, command=_guest_command(tests, args.timeout_s)
+        )
         disk = Path(tmp) / "scratch.img"
         _make_scratch_disk(disk)
         config = qemu.VmConfig(
