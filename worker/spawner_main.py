@@ -31,6 +31,7 @@ from worker.spawn_protocol import (
     encode,
 )
 
+_REFILL_IDLE_S = 0.01
 _TAG_SOCKET = "socket"
 _TAG_SIGCHLD = "sigchld"
 
@@ -99,7 +100,13 @@ class _Server:
         self._send({"type": "ready", "pid": os.getpid()})
         self._refill_pool()
         while True:
-            for key, _ in self._selector.select():
+            # Refill the pool only once nothing has happened for a moment: forking copies
+            # this process's page tables and then its pages, which would delay the reports
+            # of the jobs just started (their exit, for short ones).
+            events = self._selector.select(_REFILL_IDLE_S if not self._pool else None)
+            if not events:
+                self._refill_pool()
+            for key, _ in events:
                 if key.data == _TAG_SOCKET:
                     if not self._on_request():
                         return
@@ -244,7 +251,6 @@ class _Server:
                 self._jobs.add(b_pid)
             else:
                 self._send(_exit_message(b_pid, *starting.b_exit))
-        self._refill_pool()  # After the reply: the fork is off this start's path.
 
     def _reap(self) -> None:
         """Reaps every exited child; reports jobs, ignores setup processes (A)."""
