@@ -1,4 +1,4 @@
-"""jobctl against a real jobworkerd: every command, exit codes, Ctrl-C, isolation, failures.
+"""jobctl against a real jobworkerd: every command, exit codes, streaming and Ctrl-C.
 
 Jobs run as uid 65534, so they use world-readable programs (/bin/sh, /usr/bin/python3).
 A job is PID 1 of its own PID namespace, which the kernel shields from signals it has no
@@ -13,25 +13,22 @@ import json
 import os
 import re
 import signal
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from api import pki
-from api.role import Role
 from tests.testing_e2e import (
     COMMAND_TIMEOUT,
     Daemon,
-    jobctl,
+    ctl,
+    module_daemon,
+    no_leaks_except_job_cgroups,
+    one_error_line,
     read_until,
-    running_daemon,
     spawn_jobctl,
+    start,
+    status_json,
 )
-from tools.testing.leakcheck import Snapshot
 
 # The daemon is shared by the module, and it keeps the cgroups of ended jobs until it shuts
 # down, so the shared per-test leak check would flag them; _no_leaks_except_job_cgroups
@@ -41,58 +38,17 @@ pytestmark = [
     pytest.mark.allow_leaks,
 ]
 
-_JOB_ID = re.compile(rb"[A-Za-z0-9_-]{16,}\n")
 _SEGFAULT = ["/usr/bin/python3", "-c", "import ctypes; ctypes.string_at(0)"]
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    with running_daemon(tmp_path_factory.mktemp("e2e")) as running:
-        yield running
-        every_job = ctl(running, "list", "-o", "json", user="admin")
-        job_ids = {job["id"] for job in json.loads(every_job.stdout)}
-    assert running.process.returncode == 0, running.log.read_text()
-    left = [path for path in Snapshot.take().cgroups if path.rpartition("/job-")[2] in job_ids]
-    assert left == [], "jobworkerd left job cgroups behind"
+    yield from module_daemon(tmp_path_factory.mktemp("e2e"))
 
 
 @pytest.fixture(autouse=True)
 def _no_leaks_except_job_cgroups() -> Iterator[None]:
-    before = Snapshot.take()
-    yield
-    deadline = time.monotonic() + 5
-    while True:
-        leaks = Snapshot.take().leaked_since(before)
-        leaks.pop("job cgroups", None)
-        if not leaks or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert leaks == {}
-
-
-def ctl(daemon: Daemon, *args: str, user: str = "alice") -> subprocess.CompletedProcess[bytes]:
-    return jobctl([*daemon.credentials(user), *args])
-
-
-def start(daemon: Daemon, *argv: str, user: str = "alice") -> str:
-    result = ctl(daemon, "start", "--", *argv, user=user)
-    assert result.returncode == 0, result.stderr
-    assert _JOB_ID.fullmatch(result.stdout), result.stdout
-    return result.stdout.decode().strip()
-
-
-def status_json(daemon: Daemon, job_id: str, user: str = "alice") -> dict[str, object]:
-    result = ctl(daemon, "status", "-o", "json", job_id, user=user)
-    assert result.returncode == 0, result.stderr
-    parsed: dict[str, object] = json.loads(result.stdout)
-    return parsed
-
-
-def one_error_line(result: subprocess.CompletedProcess[bytes]) -> str:
-    lines = result.stderr.decode().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("jobctl: ")
-    return lines[0].removeprefix("jobctl: ")
+    yield from no_leaks_except_job_cgroups()
 
 
 def test_start_prints_only_the_id_and_status_describes_the_job(daemon: Daemon) -> None:
@@ -294,109 +250,6 @@ def test_logs_exits_with_the_code_of_an_ended_job(daemon: Daemon) -> None:
     job_id = start(daemon, "/bin/sh", "-c", "echo bye; exit 5")
     result = ctl(daemon, "logs", "-f", job_id)
     assert (result.returncode, result.stdout) == (5, b"bye\n")
-
-
-@pytest.mark.parametrize("command", ["status", "logs", "stop"])
-def test_other_users_jobs_are_not_found(daemon: Daemon, command: str) -> None:
-    job_id = start(daemon, "/bin/sleep", "600")
-    try:
-        result = ctl(daemon, command, job_id, user="bob")
-        assert result.returncode == 1
-        assert one_error_line(result) == f"job not found: {job_id}"
-        assert job_id.encode() not in ctl(daemon, "list", user="bob").stdout
-        assert job_id.encode() in ctl(daemon, "list", user="admin").stdout
-    finally:
-        ctl(daemon, "stop", "--grace", "0", job_id)
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["start", "--memory", "10M", "--", "/bin/true"],
-        ["start", "--cpu", "0", "--", "/bin/true"],
-        ["start"],
-        ["status"],
-        ["list", "-o", "yaml"],
-        ["frobnicate"],
-        [],
-    ],
-)
-def test_bad_command_lines_exit_2_with_usage(daemon: Daemon, args: list[str]) -> None:
-    result = ctl(daemon, *args)
-    assert result.returncode == 2
-    assert b"usage: jobctl" in result.stderr
-    assert result.stdout == b""
-
-
-def test_invalid_limits_are_reported_by_field(daemon: Daemon) -> None:
-    result = ctl(daemon, "start", "--cpu", "1000", "--", "/bin/true")
-    assert result.returncode == 1
-    assert one_error_line(result).startswith("invalid argument: limits.cpu")
-
-
-def test_unknown_job_is_not_found(daemon: Daemon) -> None:
-    result = ctl(daemon, "status", "AAAAAAAAAAAAAAAAAAAAAA")
-    assert result.returncode == 1
-    assert one_error_line(result) == "job not found: AAAAAAAAAAAAAAAAAAAAAA"
-
-
-def test_daemon_down_is_a_clear_error_within_the_connect_timeout(daemon: Daemon) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        addr = f"127.0.0.1:{probe.getsockname()[1]}"
-    # Nothing listens on addr now. Refusal must be reported without waiting out the
-    # (deliberately long) connect timeout.
-    began = time.monotonic()
-    result = ctl(daemon, "list", f"--addr={addr}", "--connect_timeout=60")
-    assert time.monotonic() - began < 60
-    assert result.returncode == 1
-    assert one_error_line(result) == f"cannot connect to {addr}: connection refused"
-
-
-def test_silent_peer_times_out_at_the_connect_timeout(daemon: Daemon) -> None:
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()  # Completes TCP handshakes but never speaks TLS.
-        addr = f"127.0.0.1:{silent.getsockname()[1]}"
-        result = ctl(daemon, "list", f"--addr={addr}", "--connect_timeout=1")
-    assert result.returncode == 1
-    assert one_error_line(result) == f"cannot connect to {addr}: no answer within 1s"
-
-
-def test_certificate_from_another_ca_is_rejected(daemon: Daemon, tmp_path: Path) -> None:
-    other_ca = pki.new_ca("impostor CA")
-    pki.write_credential(pki.issue_client(other_ca, "alice", Role.USER), tmp_path, "alice")
-    result = ctl(
-        daemon, "list", f"--cert={tmp_path / 'alice.crt'}", f"--key={tmp_path / 'alice.key'}"
-    )
-    assert result.returncode == 1
-    assert one_error_line(result).startswith("daemon rejected the client certificate")
-
-
-def test_untrusted_daemon_certificate_is_refused(daemon: Daemon, tmp_path: Path) -> None:
-    pki.write_credential(pki.new_ca("impostor CA"), tmp_path, "ca")
-    result = ctl(daemon, "list", f"--ca={tmp_path / 'ca.crt'}")
-    assert result.returncode == 1
-    assert one_error_line(result) == (
-        f"cannot connect to {daemon.addr}: the daemon's certificate is not signed by the CA in --ca"
-    )
-
-
-def test_environment_and_relative_paths(daemon: Daemon) -> None:
-    env = {
-        "JOBCTL_ADDR": "127.0.0.1:1",  # The flag below wins over it.
-        "JOBCTL_CA": "ca.crt",
-        "JOBCTL_CERT": "bob.crt",
-        "JOBCTL_KEY": "bob.key",
-        "BUILD_WORKING_DIRECTORY": str(daemon.pki_dir),  # As under `bazel run`.
-    }
-    result = jobctl([f"--addr={daemon.addr}", "list", "-o", "json"], env=env, cwd=Path("/"))
-    assert result.returncode == 0, result.stderr
-    assert all(job["owner"] == "bob" for job in json.loads(result.stdout))
-
-    missing = jobctl(["list"], env={"JOBCTL_ADDR": daemon.addr})
-    assert missing.returncode == 1
-    assert one_error_line(missing) == "no --ca given and JOBCTL_CA is not set"
 
 
 def test_ctrl_c_ends_logs_follow_quietly_with_130(daemon: Daemon) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import select
@@ -19,13 +20,17 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from api import pki
+from tools.testing.leakcheck import Snapshot
 
 # Generous bounds that only stop a broken build from hanging; no test passes or fails
 # on how fast something is, except the connect-timeout test, with a wide band.
 STARTUP_TIMEOUT = 60.0
 COMMAND_TIMEOUT = 120.0
+_SETTLE_SECONDS = 5.0
+_JOB_ID = re.compile(rb"[A-Za-z0-9_-]{16,}\n")
 _PORT_LINE = re.compile(r"listening on \S+ \(port (\d+)\)")
 _REPO = Path(__file__).resolve().parents[1]
 
@@ -170,3 +175,61 @@ def read_until(stream: object, needle: bytes, timeout: float = COMMAND_TIMEOUT) 
             raise AssertionError(f"pipe closed before {needle!r}; got {seen!r}")
         seen += chunk
     return seen
+
+
+def ctl(daemon: Daemon, *args: str, user: str = "alice") -> subprocess.CompletedProcess[bytes]:
+    """Runs jobctl as ``user`` against ``daemon``."""
+    return jobctl([*daemon.credentials(user), *args])
+
+
+def start(daemon: Daemon, *argv: str, user: str = "alice") -> str:
+    """Starts a job with jobctl and returns its id, asserting that only the id was printed."""
+    result = ctl(daemon, "start", "--", *argv, user=user)
+    assert result.returncode == 0, result.stderr
+    assert _JOB_ID.fullmatch(result.stdout), result.stdout
+    return result.stdout.decode().strip()
+
+
+def status_json(daemon: Daemon, job_id: str, user: str = "alice") -> dict[str, Any]:
+    """Returns ``jobctl status -o json`` of a job."""
+    result = ctl(daemon, "status", "-o", "json", job_id, user=user)
+    assert result.returncode == 0, result.stderr
+    parsed: dict[str, Any] = json.loads(result.stdout)
+    return parsed
+
+
+def one_error_line(result: subprocess.CompletedProcess[bytes]) -> str:
+    """Returns jobctl's error line without its prefix, asserting it is the only line."""
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("jobctl: ")
+    return lines[0].removeprefix("jobctl: ")
+
+
+def module_daemon(workdir: Path) -> Iterator[Daemon]:
+    """Body of a module fixture: a daemon, and at the end a check that it left no cgroup."""
+    with running_daemon(workdir) as running:
+        yield running
+        every_job = ctl(running, "list", "-o", "json", user="admin")
+        job_ids = {job["id"] for job in json.loads(every_job.stdout)}
+    assert running.process.returncode == 0, running.log.read_text()
+    left = [path for path in Snapshot.take().cgroups if path.rpartition("/job-")[2] in job_ids]
+    assert left == [], "jobworkerd left job cgroups behind"
+
+
+def no_leaks_except_job_cgroups() -> Iterator[None]:
+    """Body of a per-test fixture: the shared leak check minus the daemon's job cgroups.
+
+    The daemon is shared by a module and keeps the cgroups of ended jobs until it shuts
+    down; module_daemon checks those at the end.
+    """
+    before = Snapshot.take()
+    yield
+    deadline = time.monotonic() + _SETTLE_SECONDS
+    while True:
+        leaks = Snapshot.take().leaked_since(before)
+        leaks.pop("job cgroups", None)
+        if not leaks or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert leaks == {}
