@@ -2,6 +2,7 @@ import asyncio
 import errno
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,40 @@ async def test_spawner_keeps_no_fd_per_job(tmp_path: Path) -> None:
         assert await until(lambda: only_pool_left(spawner.pid), 10)
         after = len(os.listdir(f"/proc/{spawner.pid}/fd"))
     assert after == before
+
+
+@pytest.fixture
+def scratch_cgroup() -> Iterator[Path]:
+    """A fresh cgroup of the pids hierarchy (v1) or of the unified one (v2), removed after."""
+    pids_v1 = Path("/sys/fs/cgroup/pids")
+    root = pids_v1 if pids_v1.is_dir() else Path("/sys/fs/cgroup")
+    path = root / f"spawner-test-{os.getpid()}"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        path.rmdir()
+
+
+async def test_job_is_in_its_cgroup_from_the_start(tmp_path: Path, scratch_cgroup: Path) -> None:
+    job = request(
+        "/bin/cat", "/proc/self/cgroup", cgroup_procs=(str(scratch_cgroup / "cgroup.procs"),)
+    )
+    async with await Spawner.start() as spawner:
+        status, output = await run(spawner, job, tmp_path / "log")
+    assert status.exit_code == 0
+    assert f":/{scratch_cgroup.name}\n" in output
+
+
+async def test_a_pids_limit_of_one_still_starts(tmp_path: Path, scratch_cgroup: Path) -> None:
+    if not (scratch_cgroup / "pids.max").exists():
+        pytest.skip("no pids controller in this hierarchy")
+    (scratch_cgroup / "pids.max").write_text("1")
+    procs = (str(scratch_cgroup / "cgroup.procs"),)
+    async with await Spawner.start() as spawner:
+        alone, _ = await run(spawner, request("/bin/true", cgroup_procs=procs), tmp_path / "a")
+        forking, output = await run(
+            spawner, request("/bin/sh", "-c", "/bin/true", cgroup_procs=procs), tmp_path / "b"
+        )
+    assert alone.exit_code == 0
+    assert forking.exit_code != 0, output  # The kernel refuses the second process.
