@@ -81,6 +81,9 @@ class _Server:
         self._self_pidfd = os.pidfd_open(os.getpid())
         self._starting: dict[int, _Starting] = {}  # By report fd, pooled ones included.
         self._pool: list[_Starting] = []  # Isolated inits waiting for a job.
+        # False after a pooled sandbox failed on its own, until a start succeeds: a broken
+        # setup (say, no namespaces left) must not fork every 10 ms; spawns report it.
+        self._pool_works = True
         self._by_b: dict[int, _Starting] = {}
         self._jobs: set[int] = set()  # Started and not yet reaped: the only pids we signal.
         self._selector.register(self._sock, selectors.EVENT_READ, _TAG_SOCKET)
@@ -103,8 +106,9 @@ class _Server:
             # Refill the pool only once nothing has happened for a moment: forking copies
             # this process's page tables and then its pages, which would delay the reports
             # of the jobs just started (their exit, for short ones).
-            events = self._selector.select(_REFILL_IDLE_S if not self._pool else None)
-            if not events:
+            refill = not self._pool and self._pool_works
+            events = self._selector.select(_REFILL_IDLE_S if refill else None)
+            if not events and refill:
                 self._refill_pool()
             for key, _ in events:
                 if key.data == _TAG_SOCKET:
@@ -226,6 +230,7 @@ class _Server:
         del self._starting[starting.report_fd]
         if starting.request_id is None:  # A pooled sandbox failed before it had a job.
             self._pool.remove(starting)
+            self._pool_works = False
             if starting.b_pid is not None:
                 del self._by_b[starting.b_pid]
                 if starting.b_exit is None:
@@ -247,6 +252,7 @@ class _Server:
         else:
             assert b_pid is not None
             self._send({"type": "started", "id": starting.request_id, "pid": b_pid})
+            self._pool_works = True
             if starting.b_exit is None:
                 self._jobs.add(b_pid)
             else:
