@@ -15,11 +15,12 @@ S -> M     ready      pid: the spawner's pid. Always the first record.
 M -> S     spawn      id, argv, env, cwd, uid, gid, cgroup_procs; exactly one fd attached,
                       which becomes the job's stdout and stderr.
 M -> S     kill       id, pid, signal, group (bool: signal the job's process group).
-S -> M     started    id, pid: the job's program has been exec'd (its error pipe hit EOF).
+S -> M     started    id, pid: the job's program has been exec'd (its report pipe hit EOF).
 S -> M     failed     id, step, errno (int or null), detail: the job was never exec'd and
                       nothing of it is left running.
 S -> M     killed     id, delivered (bool), errno (int or null).
 S -> M     exited     pid, exit_code or signal, user_seconds, system_seconds, max_rss_kib.
+S -> M     fatal      message: the spawner is dying of an internal error (best effort).
 =========  =========  ====================================================================
 
 Ordering guarantees, which the manager relies on:
@@ -33,11 +34,15 @@ Ordering guarantees, which the manager relies on:
 * EOF on the socket, from either side, ends the conversation: the spawner SIGKILLs every
   job and exits; the manager fails everything outstanding with SpawnerLost.
 
-A second, internal format runs over each job's close-on-exec *report pipe*, from the
-forked setup processes to the spawner: newline-terminated JSON objects, each written with one
-``write`` of at most PIPE_BUF bytes (so atomic, see pipe(7)): ``{"pid": N}`` from the
-intermediate process, ``{"step": ..., "errno": ..., "detail": ...}`` from whichever process
-failed.
+Two internal channels connect the spawner to each sandbox it forks (worker/sandbox.py):
+
+* the *report pipe* (close-on-exec), sandbox -> spawner: newline-terminated JSON objects,
+  each written with one ``write`` of at most PIPE_BUF bytes (so atomic, see pipe(7)):
+  ``{"type": "pid", "pid": N}`` from the job's init, ``{"type": "error", "step": ...,
+  "errno": ..., "detail": ...}`` from whichever process failed. EOF means the program was
+  exec'd (or everything died): ``started`` is replied only at EOF with a pid and no error;
+* the *control socket* (seqpacket), spawner -> sandbox: the ``spawn`` message above with the
+  output fd attached, sent once; EOF means the sandbox will never get a job.
 """
 
 from __future__ import annotations
