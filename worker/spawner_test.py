@@ -11,6 +11,7 @@ from worker.errors import SpawnerLost, StartFailed
 from worker.spawner import ExitStatus, Spawner
 from worker.testing_spawner import (
     PYTHON,
+    children_of,
     is_alive,
     needs_root,
     only_pool_left,
@@ -141,6 +142,9 @@ async def test_spawner_killed_fails_waits_and_takes_jobs_with_it(tmp_path: Path)
         fd = open_log(tmp_path / "log")
         pids = [await spawner.spawn(request("/bin/sleep", "1000"), fd) for _ in range(3)]
         os.close(fd)
+        # The jobs and the pooled sandbox (which has no PDEATHSIG yet, but sees EOF).
+        assert await until(lambda: len(children_of(spawner.pid)) == 4, 10)
+        family = children_of(spawner.pid)
         os.kill(spawner.pid, signal.SIGKILL)
         for pid in pids:
             with pytest.raises(SpawnerLost, match="killed by SIGKILL"):
@@ -149,7 +153,7 @@ async def test_spawner_killed_fails_waits_and_takes_jobs_with_it(tmp_path: Path)
         with pytest.raises(SpawnerLost):
             await spawner.spawn(request("/bin/true"), 1)
         # PDEATHSIG on each job's init, which takes its namespace down with it.
-        assert await until(lambda: not any(is_alive(p) for p in pids), 5)
+        assert await until(lambda: not any(is_alive(p) for p in family | set(pids)), 5)
 
 
 async def test_aclose_kills_running_jobs_and_is_idempotent(tmp_path: Path) -> None:
