@@ -10,7 +10,6 @@ after the grace period).
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import pytest
 
 from tests.testing_e2e import (
     COMMAND_TIMEOUT,
+    E2E_MARKS,
     Daemon,
     ctl,
     module_daemon,
@@ -30,13 +30,7 @@ from tests.testing_e2e import (
     status_json,
 )
 
-# The daemon is shared by the module, and it keeps the cgroups of ended jobs until it shuts
-# down, so the shared per-test leak check would flag them; _no_leaks_except_job_cgroups
-# checks everything else per test, and the daemon fixture checks the cgroups at the end.
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="jobworkerd needs root"),
-    pytest.mark.allow_leaks,
-]
+pytestmark = E2E_MARKS
 
 _SEGFAULT = ["/usr/bin/python3", "-c", "import ctypes; ctypes.string_at(0)"]
 

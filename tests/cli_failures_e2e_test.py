@@ -7,7 +7,6 @@ exit 2 with usage for a bad command line.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import pytest
 from api import pki
 from api.role import Role
 from tests.testing_e2e import (
+    E2E_MARKS,
     Daemon,
     ctl,
     jobctl,
@@ -27,11 +27,7 @@ from tests.testing_e2e import (
     start,
 )
 
-# See cli_e2e_test.py: the module's daemon keeps job cgroups until the module ends.
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="jobworkerd needs root"),
-    pytest.mark.allow_leaks,
-]
+pytestmark = E2E_MARKS
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from api import pki
 from tools.testing.leakcheck import Snapshot
 
@@ -33,6 +35,16 @@ _SETTLE_SECONDS = 5.0
 _JOB_ID = re.compile(rb"[A-Za-z0-9_-]{16,}\n")
 _PORT_LINE = re.compile(r"listening on \S+ \(port (\d+)\)")
 _REPO = Path(__file__).resolve().parents[1]
+
+
+# For every e2e module. The daemon is shared by the module and keeps the cgroups of ended
+# jobs until it shuts down, so the shared per-test leak check (which scans job cgroups) is
+# replaced: no_leaks_except_job_cgroups checks the rest per test, module_daemon the
+# cgroups at the end.
+E2E_MARKS = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="jobworkerd needs root"),
+    pytest.mark.allow_leaks,
+]
 
 
 def _program(runfile: str, module: str) -> list[str]:
