@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import os
 import threading
 import time
@@ -41,6 +42,33 @@ def _cgroup_mounts() -> list[Path]:
             if right.split()[0] in ("cgroup", "cgroup2"):
                 mounts.append(Path(left.split()[4]))
     return mounts
+
+
+def _locked(path: str) -> bool:
+    """Whether a live driver holds the job directory's lock (worker/cgroup/ownership.py).
+
+    Other processes on the host (a daemon, a parallel test run) own job cgroups that are not
+    this test's leaks, and hold a flock on one directory of each job. flock conflicts between
+    open files of one process too, so a job that this process forgot and still locks is
+    caught by the fd check instead (its lock's fd is new).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _unowned(paths: frozenset[str]) -> list[str]:
+    """Returns the job cgroups in ``paths`` whose job no live driver owns, and that exist."""
+    owned = {os.path.basename(p) for p in paths if _locked(p)}
+    return sorted(p for p in paths if os.path.basename(p) not in owned and os.path.isdir(p))
 
 
 def _job_cgroups() -> frozenset[str]:
@@ -82,7 +110,7 @@ class Snapshot:
             "threads": sorted(self.threads - before.threads),
             "fds": sorted(f"{fd} -> {target}" for fd, target in self.fds - before.fds),
             "child processes": sorted(str(p) for p in self.children - before.children),
-            "job cgroups": sorted(self.cgroups - before.cgroups),
+            "job cgroups": _unowned(self.cgroups - before.cgroups),
         }
         return {kind: items for kind, items in leaks.items() if items}
 
