@@ -13,6 +13,7 @@ awaits, so no lock is needed:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import os
 import signal
@@ -208,7 +209,11 @@ class Job:
             # Normally a no-op: PID 1 is reaped only after every process of its namespace.
             # It matters after a lost spawner, whose jobs die by PDEATHSIG at their own pace.
             await kill_until_empty(self._cgroup)
-            self._usage = self._cgroup.usage()
+            # Off the loop, like every usage read (see read_usage). What an empty cgroup
+            # still charges is page cache, mostly of the job's own log, not the job's memory:
+            # an ended job reports 0 current memory, as JobStatus documents, and its peak.
+            final = await asyncio.to_thread(self._cgroup.usage)
+            self._usage = dataclasses.replace(final, memory_bytes=0)
         except CgroupError as err:
             self._problems.append(f"final cgroup cleanup failed: {err}")
         finally:

@@ -122,6 +122,9 @@ async def test_memory_hog_is_reported_oom_killed(tmp_path: Path) -> None:
     assert final.oom_killed
     assert final.usage.oom_kills >= 1
     assert final.signal == signal.SIGKILL
+    # The peak reached the limit; an ended job reports no current memory.
+    assert final.usage.memory_peak_bytes >= 16 << 20
+    assert final.usage.memory_bytes == 0
     assert not calm.oom_killed
 
 
