@@ -2,9 +2,9 @@
 
 /init loads the virtio, ext4, 9p and brd modules, mounts the host's root read-only over 9p with
 a tmpfs overlay on top (so pytest, hypothesis and the tests can write anywhere, in guest memory
-only), mounts proc, sysfs, devtmpfs, cgroup2 and the ext4 scratch disk on /tmp into it, moves it
-to / and runs the guest command there. It then prints one RESULT_MARKER line and powers the VM
-off.
+only), mounts proc, sysfs, devtmpfs, cgroup2 and the ext4 scratch disk (at SCRATCH_DIR) into it,
+moves it to / and runs the guest command there. It then prints one RESULT_MARKER line and
+powers the VM off.
 """
 
 from __future__ import annotations
@@ -22,8 +22,12 @@ from tools.vm import newc
 RESULT_MARKER = "JOBWORKER-VM-RESULT"
 # The line the guest prints once its mounts are up, before it runs the command.
 INFO_MARKER = "JOBWORKER-VM-INFO"
-# The scratch disk (the first virtio disk, see tools/vm/qemu.py), an ext4 mounted on /tmp.
+# The scratch disk (the first virtio disk, see tools/vm/qemu.py), an ext4 for the tests' TMPDIR:
+# on tmpfs, POSIX_FADV_DONTNEED does not evict and RWF_NOWAIT fails with EOPNOTSUPP. It is
+# mounted below /tmp, not on it: the host's /tmp may hold the Bazel output base or the work
+# tree (CI clones anywhere), which must stay visible to the guest.
 SCRATCH_DEVICE = "/dev/vda"
+SCRATCH_DIR = "/tmp/jobworker-vm-scratch"
 # Where the guest mounts the host's root, the tmpfs that holds the overlay's writable layer,
 # and the overlay that becomes the command's root.
 _HOST = "/host"
@@ -160,8 +164,9 @@ def render_init(modules: list[Module], command: GuestCommand) -> str:
         f"mkdir -p {_NEWROOT}/dev/pts {_NEWROOT}/dev/shm",
         f"mount -t devpts devpts {_NEWROOT}/dev/pts || fail mount devpts",
         f"mount -t tmpfs -o mode=1777 shm {_NEWROOT}/dev/shm || fail mount /dev/shm",
-        f"mount -t ext4 {SCRATCH_DEVICE} {_NEWROOT}/tmp || fail mount the scratch disk on /tmp",
-        f"chmod 1777 {_NEWROOT}/tmp",
+        f"mkdir -p {_NEWROOT}{SCRATCH_DIR} || fail make the scratch mount point",
+        f"mount -t ext4 {SCRATCH_DEVICE} {_NEWROOT}{SCRATCH_DIR} || fail mount the scratch disk",
+        f"chmod 1777 {_NEWROOT}{SCRATCH_DIR}",
         "ip link set lo up || fail bring up lo",
         # Like switch_root(8): the overlay becomes "/" so that pivot_root(2) works for the
         # sandbox tests (it refuses to pivot away from the initramfs's rootfs).

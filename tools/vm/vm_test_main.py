@@ -34,7 +34,7 @@ IO_DEVICE_ENV = "JOBWORKER_TEST_IO_DEVICE"
 _VM_PYTEST_FLAGS = ("--color=no", "--durations=25", "-o", "faulthandler_timeout=300")
 # How much earlier than the host's timeout the guest kills pytest (boot plus the kernel log).
 _GUEST_TIMEOUT_MARGIN_S = 60
-# The guest's /tmp: pytest's tmp_path and the tests' job data live there.
+# The guest's TMPDIR: pytest's tmp_path and the tests' job data live there.
 _SCRATCH_DISK_BYTES = 4 << 30
 _GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _OUTCOME_RE = re.compile(r"^(\S+?\.py)::\S.*? (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)", re.M)
@@ -54,7 +54,7 @@ def _guest_command(tests: list[str], timeout_s: float) -> initramfs.GuestCommand
         ("HOME", "/root"),
         ("LANG", "C.UTF-8"),
         ("TERM", "dumb"),
-        ("TMPDIR", "/tmp"),
+        ("TMPDIR", initramfs.SCRATCH_DIR),
         ("PYTHONPATH", os.pathsep.join(path)),
         # Unbuffered, so pytest's lines reach the console before a hang or a crash.
         ("PYTHONUNBUFFERED", "1"),
