@@ -37,6 +37,8 @@ _NEWROOT = "/newroot"
 # Python tree from being split into thousands of tiny round trips (the 8 KiB default of older
 # kernels made interpreter start-up several times slower under TCG).
 _9P_OPTIONS = "trans=virtio,version=9p2000.L,ro,msize=524288,cache=loose"
+# How long after the SIGINT of the guest's timeout the command is SIGKILLed.
+_KILL_GRACE_S = 30
 _ELF_MAGIC = b"\x7fELF"
 _PT_INTERP = 3
 
@@ -64,8 +66,9 @@ class GuestCommand:
         argv: The program and its arguments, as absolute host paths.
         cwd: The directory to run it in.
         env: The complete environment; nothing else is inherited.
-        timeout_s: The guest SIGKILLs the command after this many seconds of its own uptime,
-            then still prints the kernel log and the result line.
+        timeout_s: The guest sends the command SIGINT after this many seconds (pytest then
+            prints its summary and durations), SIGKILL _KILL_GRACE_S later, and still prints
+            the kernel log and the result line.
     """
 
     argv: tuple[str, ...]
@@ -176,13 +179,18 @@ def render_init(modules: list[Module], command: GuestCommand) -> str:
         f'echo "{INFO_MARKER} kernel=$(uname -r) cgroup=$cgroup'
         ' controllers=$(tr " " , < sys/fs/cgroup/cgroup.controllers)'
         ' uptime=$(cut -d" " -f1 /proc/uptime)"',
-        f"timeout -s KILL {command.timeout_s} \\",
+        # busybox timeout(1) execs the command in its own pid, so the two nest: SIGINT first,
+        # which pytest turns into an "Interrupted" summary, then SIGKILL if that hangs too.
+        "start=$(cut -d. -f1 /proc/uptime)",
+        f"timeout -s KILL {command.timeout_s + _KILL_GRACE_S} \\",
+        f"    timeout -s INT {command.timeout_s} \\",
         "    chroot . /usr/bin/env -i --chdir=" + _q(command.cwd) + " \\",
         *(f"        {_q(f'{key}={value}')} \\" for key, value in command.env),
         "        " + " ".join(map(_q, command.argv)),
         "rc=$?",
-        # busybox timeout(1) exits 137 when it had to SIGKILL the command.
-        f'if [ "$rc" = 137 ]; then echo "the command was killed after {command.timeout_s} s"; fi',
+        f"if [ $(($(cut -d. -f1 /proc/uptime) - start)) -ge {command.timeout_s} ]; then",
+        f'    echo "the command was stopped at the {command.timeout_s} s timeout (rc $rc)"',
+        "fi",
         # The console shows only critical kernel messages (see tools/vm/qemu.py), so print the
         # kernel log when the command failed: OOM kills, hung tasks and warnings are there.
         'if [ "$rc" != 0 ]; then',

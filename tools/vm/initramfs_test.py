@@ -58,7 +58,7 @@ def test_init_quotes_the_command_and_ends_with_result_and_poweroff() -> None:
     assert "JOBWORKER_TEST_IO_DEVICE=/dev/ram0" in init
     assert init.rstrip().endswith("poweroff -f")
     assert init.index("mount -t cgroup2") < init.index("chroot . /usr/bin/env -i")
-    assert "timeout -s KILL 900 \\\n    chroot ." in init
+    assert "timeout -s KILL 930 \\\n    timeout -s INT 900 \\\n    chroot ." in init
 
 
 def test_init_is_valid_shell() -> None:
