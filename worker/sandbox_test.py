@@ -8,6 +8,8 @@ import socket
 import sys
 from pathlib import Path
 
+import pytest
+
 from worker.spawner import Spawner
 from worker.testing_spawner import (
     NOBODY,
@@ -158,8 +160,28 @@ async def test_host_mount_table_unchanged_after_100_jobs(tmp_path: Path) -> None
     assert small_text(Path("/proc/self/mountinfo")) == before
 
 
-async def test_sigkill_of_the_daemon_kills_every_job_process(tmp_path: Path) -> None:
-    job = ("/bin/sh", "-c", "sleep 1000 & sleep 1000 & echo started; exec sleep 1000")
+# A job may clear its own parent-death signal (prctl(2) allows any process to), so the
+# spawner must kill the jobs itself when the daemon dies; PDEATHSIG is only the backstop.
+_CLEARS_PDEATHSIG = (
+    "import ctypes, os, time\n"
+    "ctypes.CDLL(None).prctl(1, 0)  # PR_SET_PDEATHSIG, 0\n"
+    "if os.fork() == 0:\n"
+    "    time.sleep(1000)\n"
+    "time.sleep(1000)\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("job", "processes"),
+    [
+        (("/bin/sh", "-c", "sleep 1000 & sleep 1000 & echo started; exec sleep 1000"), 3),
+        (("/usr/bin/python3", "-c", _CLEARS_PDEATHSIG), 2),
+    ],
+    ids=["plain", "job-clears-pdeathsig"],
+)
+async def test_sigkill_of_the_daemon_kills_every_job_process(
+    tmp_path: Path, job: tuple[str, ...], processes: int
+) -> None:
     daemon = await asyncio.create_subprocess_exec(
         *(sys.executable, "-c", "from worker.testing_spawner import daemon_main; daemon_main()"),
         *job,
@@ -171,12 +193,13 @@ async def test_sigkill_of_the_daemon_kills_every_job_process(tmp_path: Path) -> 
         async with asyncio.timeout(30):
             pid = int(await daemon.stdout.readline())
             namespace = pid_namespace(pid)
-            # The job is running, and its two children as well.
-            assert await until(lambda: len(processes_in(namespace)) == 3, 30)
+            # The job is running, and its children as well.
+            assert await until(lambda: len(processes_in(namespace)) == processes, 30)
     finally:
         daemon.kill()
         await daemon.wait()
-    # PDEATHSIG: daemon -> spawner -> the job's init -> the whole PID namespace.
+    # The spawner sees its socket's EOF and SIGKILLs each job's init, which ends the whole
+    # PID namespace; the init's own PDEATHSIG is the backstop if the spawner dies too.
     assert await until(lambda: not processes_in(namespace), 1.0)
     assert not is_alive(pid)
 

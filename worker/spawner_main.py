@@ -312,11 +312,13 @@ def main(sock_fd: int, daemon_pid: int) -> None:
 
     Args:
         sock_fd: This process's end of the socketpair.
-        daemon_pid: The daemon's pid, to check that it did not die before PDEATHSIG was armed.
+        daemon_pid: The daemon's pid, to check that it did not die before we started.
     """
-    # Die with the daemon: PDEATHSIG fires when the parent exits (prctl(2)), and the
-    # getppid() check closes the window before it was armed.
-    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    # Dying with the daemon is the socket's EOF: the kernel closes a dead process's files
+    # in do_exit() before it notifies its parent, so EOF is as prompt as a PDEATHSIG would
+    # be. Then `shutdown` SIGKILLs every job's init, which ends its whole PID namespace.
+    # No PDEATHSIG here on purpose: SIGKILL would end this process before `shutdown`, and
+    # the jobs' own PDEATHSIG is no guarantee, because a job may clear it (prctl(2)).
     if os.getppid() != daemon_pid:
         os._exit(1)
     # Orphaned descendants (each job's init once its intermediate process exits) are
