@@ -14,6 +14,7 @@ import signal
 import stat
 import subprocess
 import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -189,3 +190,28 @@ async def test_limit_on_a_missing_device_fails_and_leaves_nothing(
     with pytest.raises(CgroupError, match="refused"):
         fake.create(secrets.token_urlsafe(9), Limits(io_write_bps=MiB))
     assert [sorted(p.iterdir()) for p in parents] == before
+
+
+async def test_memory_limit_without_swap_accounting_fails_when_host_swaps(
+    driver: CgroupDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A kernel without swap accounting has no memsw (v1) or memory.swap.max (v2) file; with
+    # swap on, the job could page out past its limit, so the limit must fail the start.
+    swap_files = {"memory.memsw.limit_in_bytes", "memory.swap.max"}
+    real_exists = Path.exists
+    monkeypatch.setattr(Path, "exists", lambda p: p.name not in swap_files and real_exists(p))
+    module: types.ModuleType = v1 if isinstance(driver, v1.V1Driver) else v2
+    if isinstance(driver, v1.V1Driver):
+        parents = list(driver.parents.values())
+    else:
+        assert isinstance(driver, v2.V2Driver)
+        parents = [driver.parent]
+    monkeypatch.setattr(module, "host_has_swap", lambda: True)
+    before = [sorted(p.iterdir()) for p in parents]
+    with pytest.raises(CgroupError, match="swap"):
+        driver.create(secrets.token_urlsafe(9), Limits(memory_bytes=64 * MiB))
+    assert [sorted(p.iterdir()) for p in parents] == before
+    # Without swap on the host, the same kernel's limit is complete and applies.
+    monkeypatch.setattr(module, "host_has_swap", lambda: False)
+    cg = driver.create(secrets.token_urlsafe(9), Limits(memory_bytes=64 * MiB))
+    await cg.remove()

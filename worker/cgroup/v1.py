@@ -16,6 +16,7 @@ from worker.cgroup import files, teardown
 from worker.cgroup.base import JOB_DIR_PREFIX, PARENT_DIR_NAME, CgroupMode, job_dir_name
 from worker.cgroup.blockdev import BlockDevice
 from worker.cgroup.ownership import JobLock, parent_locked
+from worker.cgroup.swap import host_has_swap
 from worker.errors import CgroupError
 from worker.spec import Limits
 from worker.status import Usage
@@ -186,10 +187,16 @@ class V1Driver:
             files.write(memory / "memory.limit_in_bytes", str(limits.memory_bytes))
             # memsw limits memory plus swap, so equal values mean "no swap". It must be set
             # after limit_in_bytes (it may not be lower). It is missing when the kernel runs
-            # without swap accounting, and then swap is not charged to the job at all.
+            # without swap accounting (swapaccount=0): then, like v2, refuse the limit if
+            # the job could page out past it, rather than weaken it quietly.
             memsw = memory / "memory.memsw.limit_in_bytes"
             if memsw.exists():
                 files.write(memsw, str(limits.memory_bytes))
+            elif host_has_swap():
+                raise CgroupError(
+                    "memory.memsw.limit_in_bytes is missing (no swap accounting), so the "
+                    "memory limit cannot keep the job out of swap"
+                )
         for key, bps in (("read", limits.io_read_bps), ("write", limits.io_write_bps)):
             if bps is None:
                 continue

@@ -23,6 +23,7 @@ from worker.cgroup import files, teardown
 from worker.cgroup.base import JOB_DIR_PREFIX, PARENT_DIR_NAME, CgroupMode, job_dir_name
 from worker.cgroup.blockdev import BlockDevice
 from worker.cgroup.ownership import JobLock, parent_locked
+from worker.cgroup.swap import host_has_swap
 from worker.errors import CgroupError
 from worker.spec import Limits
 from worker.status import Usage
@@ -160,7 +161,7 @@ class V2Driver:
             # is only acceptable when the host has no swap to escape to.
             if swap.exists():
                 files.write(swap, "0")
-            elif _host_has_swap():
+            elif host_has_swap():
                 raise CgroupError("memory.swap.max is missing, so swap cannot be turned off")
         io = [
             f"{key}={bps}"
@@ -212,11 +213,6 @@ def freeze_and_kill(path: Path) -> None:
         files.signal_procs([path / "cgroup.procs"], signal.SIGKILL)
     finally:
         files.write(freeze, "0")
-
-
-def _host_has_swap() -> bool:
-    with open("/proc/swaps") as f:
-        return len(f.read().splitlines()) > 1  # The first line is a header.
 
 
 def own_base(own_path: str) -> str:
