@@ -86,7 +86,9 @@ async def _guarded(method: str, context: Context, request: object) -> AsyncItera
         if record.code is grpc.StatusCode.OK:  # A wrapped servicer (health) aborted itself.
             record.code = context.code() or grpc.StatusCode.UNKNOWN
         raise
-    except asyncio.CancelledError:  # The client went away or the server is stopping.
+    except (asyncio.CancelledError, GeneratorExit):
+        # The client went away or the server is stopping; a stream abandoned by grpc is
+        # closed with GeneratorExit, which is no Exception and would otherwise log "OK".
         record.code = grpc.StatusCode.CANCELLED
         raise
     except Exception as error:
@@ -145,8 +147,15 @@ def _stream_response(
             if inspect.isawaitable(responses):  # Writes through context.write (health Watch).
                 await responses
                 return
-            async for response in responses:
-                yield response
+            # Close the servicer's generator ourselves: if grpc abandons this one (a client
+            # gone while flow control held the stream), the reader's fd must not wait for
+            # the garbage collector's unowned aclose() task.
+            try:
+                async for response in responses:
+                    yield response
+            finally:
+                if inspect.isasyncgen(responses):
+                    await responses.aclose()
 
     return guarded
 
