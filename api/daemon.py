@@ -7,6 +7,7 @@ restricted TLS 1.2.
 from __future__ import annotations
 
 import dataclasses
+import resource
 
 from api import server
 from api.pki import TlsFiles
@@ -31,6 +32,21 @@ class Settings:
     shutdown_timeout: float
 
 
+def raise_fd_limit() -> int:
+    """Raises this process's soft RLIMIT_NOFILE to its hard limit; returns the new limit.
+
+    Every follower of a job's output holds one fd, and every running job two (its log and
+    its cgroup lock), so the usual soft limit of 1024 would let a few hundred streams make
+    every start fail with EMFILE. The hard limit is the administrator's cap (LimitNOFILE in
+    deploy/jobworkerd.service).
+    """
+    # TODO: cap open streams and running jobs per identity (RESOURCE_EXHAUSTED), so that
+    # one user cannot use up the whole fd budget; today only the total is bounded.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
 async def run(settings: Settings) -> None:
     """Starts the job manager and serves until SIGTERM/SIGINT.
 
@@ -39,6 +55,7 @@ async def run(settings: Settings) -> None:
         RuntimeError: The listen address cannot be bound.
         worker.errors.WorkerError: The job manager cannot start.
     """
+    raise_fd_limit()
     credentials = server_credentials(settings.tls)
     async with JobManager(settings.manager) as manager:
         await server.serve(manager, credentials, settings.listen, settings.shutdown_timeout)
