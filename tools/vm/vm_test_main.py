@@ -37,6 +37,7 @@ _VM_PYTEST_FLAGS = ("--color=no", "--durations=25", "-o", "faulthandler_timeout=
 _GUEST_TIMEOUT_MARGIN_S = 90
 # The guest's TMPDIR: pytest's tmp_path and the tests' job data live there.
 _SCRATCH_DISK_BYTES = 4 << 30
+_TEST_FILTER_ENV = "TESTBRIDGE_TEST_ONLY"
 # Set to "1" in the guest.
 IN_VM_ENV = "JOBWORKER_TEST_IN_VM"
 _GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -52,7 +53,7 @@ def _guest_command(tests: list[str], timeout_s: float) -> initramfs.GuestCommand
     # under Bazel holds the runfiles and @pypi packages) and the cwd are valid there as is.
     cwd = os.getcwd()
     path = [cwd] + [p for p in sys.path[1:] if p and Path(p).is_dir() and p != cwd]
-    env = (
+    env: tuple[tuple[str, str], ...] = (
         ("PATH", _GUEST_PATH),
         ("HOME", "/root"),
         ("LANG", "C.UTF-8"),
@@ -67,6 +68,9 @@ def _guest_command(tests: list[str], timeout_s: float) -> initramfs.GuestCommand
         # runs 5-10 times slower than the host; never to skip a kernel assertion.
         (IN_VM_ENV, "1"),
     )
+    # `bazel test --test_filter=EXPR` reaches tools/pytest_main as -k EXPR, in the guest too.
+    if test_filter := os.environ.get(_TEST_FILTER_ENV):
+        env += ((_TEST_FILTER_ENV, test_filter),)
     # tools/pytest_main.py is the main of every host py_pytest_test: same plugin, same
     # warnings-as-errors flags, same exit code rules.
     # Bazel's host_python runs with -S (no site-packages: @pypi provides the packages), and so
