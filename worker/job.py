@@ -195,16 +195,29 @@ class Job:
         last process that could hold its writer fd is gone.
         """
         try:
-            self._exit = await self._spawner.wait(self._pid)
-        except SpawnerLost as err:
-            self._failure = (
-                f"the spawner process died while the job ran ({err}); the kernel killed the "
-                "job with it (PR_SET_PDEATHSIG), so its exit status is unknown"
-            )
-        except Exception as err:  # The status must become final whatever broke.
-            self._failure = f"waiting for the job failed: {err!r}"
+            try:
+                self._exit = await self._spawner.wait(self._pid)
+            except SpawnerLost as err:
+                self._failure = (
+                    f"the spawner process died while the job ran ({err}); the kernel killed "
+                    "the job with it (PR_SET_PDEATHSIG), so its exit status is unknown"
+                )
+            except Exception as err:  # The status must become final whatever broke.
+                self._failure = f"waiting for the job failed: {err!r}"
+            finally:
+                self.exited.set()
+            await self._release()
         finally:
-            self.exited.set()
+            # Whatever broke above, even a cancellation, the status becomes final: wait(),
+            # stop() and aclose() all wait for `finished`, and nothing else would ever set it.
+            if self._exit is None and self._failure is None:
+                self._failure = "supervising the job was cancelled before it exited"
+            self.log.finish()  # Idempotent; skipped above only by a cancellation.
+            self._ended_at = utc_now()
+            self.finished.set()
+
+    async def _release(self) -> None:
+        # Failures are recorded in the status, never raised: the job must become final.
         try:
             # Normally a no-op: PID 1 is reaped only after every process of its namespace.
             # It matters after a lost spawner, whose jobs die by PDEATHSIG at their own pace.
@@ -214,16 +227,14 @@ class Job:
             # an ended job reports 0 current memory, as JobStatus documents, and its peak.
             final = await asyncio.to_thread(self._cgroup.usage)
             self._usage = dataclasses.replace(final, memory_bytes=0)
-        except CgroupError as err:
-            self._problems.append(f"final cgroup cleanup failed: {err}")
+        except Exception as err:
+            self._problems.append(f"final cgroup cleanup failed: {_reason(err)}")
         finally:
             self.log.finish()
         try:
             await self._cgroup.remove()
-        except CgroupError as err:
-            self._problems.append(f"removing the job's cgroup failed: {err}")
-        self._ended_at = utc_now()
-        self.finished.set()
+        except Exception as err:
+            self._problems.append(f"removing the job's cgroup failed: {_reason(err)}")
 
     def request_stop(self, grace: float) -> bool:
         """Records a stop request; returns True when the caller must run `stop(grace)`.
@@ -231,11 +242,13 @@ class Job:
         A request for a job whose program has already exited changes nothing: stop of an
         ended job is a no-op that reports the final status. A second request while a stop
         is in progress joins it, and only moves the SIGKILL earlier when its grace is
-        shorter.
+        shorter. A request after a stop sequence that failed starts a new one.
         """
         if self.exited.is_set():
             return False
-        if self.stop_task is None:
+        if self.stop_task is None or _failed(self.stop_task):
+            # A stop sequence that raised (it could not SIGKILL the job) is not joined but
+            # retried: re-awaiting it would only repeat its stale error while the job runs.
             self._stop_requested = True
             return True
         if self._kill_timer is not None:
@@ -261,8 +274,8 @@ class Job:
             # a handler for it (pid_namespaces(7)), so a program without a SIGTERM handler
             # outlives the grace period and is SIGKILLed, which the kernel always delivers.
             self._cgroup.signal_all(signal.SIGTERM)
-        except CgroupError as err:
-            self._problems.append(f"SIGTERM failed, killed without grace: {err}")
+        except Exception as err:  # Whatever failed, the SIGKILL below must still happen.
+            self._problems.append(f"SIGTERM failed, killed without grace: {_reason(err)}")
             grace = 0.0
         timer = asyncio.timeout(grace)
         self._kill_timer = timer
@@ -278,10 +291,10 @@ class Job:
         await self._kill()
 
     async def _kill(self) -> None:
-        cgroup_error: CgroupError | None = None
+        cgroup_error: Exception | None = None
         try:
             self._cgroup.kill_all()
-        except CgroupError as err:
+        except Exception as err:  # The spawner's SIGKILL of PID 1 below may still work.
             cgroup_error = err
         try:
             # Killing PID 1 is enough on its own: the kernel then kills the whole namespace.
@@ -290,9 +303,20 @@ class Job:
             # The job dies with its spawner (PDEATHSIG); supervise() reports the loss.
             return
         if cgroup_error is not None and not delivered and not self.exited.is_set():
-            problem = f"cannot SIGKILL the job: {cgroup_error}"
+            problem = f"cannot SIGKILL the job: {_reason(cgroup_error)}"
             self._problems.append(problem)  # Also in the status, once the job has ended.
             raise CgroupError(problem) from cgroup_error
+
+
+def _reason(err: Exception) -> str:
+    # A CgroupError already says what failed and why; anything else is unexpected, and its
+    # type is part of the story.
+    return str(err) if isinstance(err, CgroupError) else repr(err)
+
+
+def _failed(task: asyncio.Task[None]) -> bool:
+    """Returns whether ``task`` ended with an exception or was cancelled."""
+    return task.done() and (task.cancelled() or task.exception() is not None)
 
 
 async def read_usage(jobs: Sequence[Job]) -> None:

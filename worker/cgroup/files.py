@@ -91,6 +91,10 @@ def signal_procs(procs_files: Sequence[Path], sig: int) -> None:
     only pidfds whose pid is still listed are signalled with pidfd_send_signal(2): the pidfd
     was opened before that second read, so it names a process that was in the cgroup. Rounds
     repeat until one finds nothing new, which catches children forked meanwhile.
+
+    Raises:
+        CgroupError: A procs file could not be read, a pidfd not opened (EMFILE, ENFILE,
+            ENOMEM) or a signal not sent.
     """
     done: set[int] = set()
     for _ in range(_MAX_SIGNAL_ROUNDS):
@@ -117,12 +121,20 @@ def _read_all(procs_files: Iterable[Path]) -> set[int]:
 
 
 def _open_pidfds(pids: Iterable[int]) -> dict[int, int]:
-    pidfds = {}
+    pidfds: dict[int, int] = {}
     for pid in pids:
         try:
             pidfds[pid] = os.pidfd_open(pid)
         except ProcessLookupError:  # Exited since the read: nothing to signal.
             continue
+        except OSError as err:
+            # EMFILE, ENFILE or ENOMEM (pidfd_open(2)): the daemon is short of fds or memory.
+            # Callers handle only CgroupError, and the pidfds opened so far must not leak.
+            for pidfd in pidfds.values():
+                os.close(pidfd)
+            raise CgroupError(
+                f"cannot signal the job: pidfd_open of pid {pid} failed: {err.strerror}"
+            ) from err
     return pidfds
 
 
