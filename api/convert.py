@@ -19,6 +19,12 @@ from worker.spec import DEFAULT_PATH, JobSpec, Limits
 from worker.status import JobState, JobStatus, Usage
 
 MAX_GRACE_SECONDS = 300.0
+MAX_OUTPUT_OFFSET = 2**62
+"""The largest StreamOutput offset accepted, far beyond any log and far from off_t's limit.
+
+It is the cap of the int64 limits too. Above it a client can only be confused or probing,
+and near 2**63 an offset plus a read size would overflow off_t (pread(2) fails EINVAL).
+"""
 
 _STATES = {
     JobState.RUNNING: pb.JOB_STATE_RUNNING,
@@ -62,10 +68,10 @@ def offset(request: pb.StreamOutputRequest) -> int:
     """Returns the requested output offset.
 
     Raises:
-        InvalidSpec: On field ``offset`` when negative.
+        InvalidSpec: On field ``offset`` when negative or above `MAX_OUTPUT_OFFSET`.
     """
-    if request.offset < 0:
-        raise InvalidSpec("offset", f"must not be negative, got {request.offset}")
+    if not 0 <= request.offset <= MAX_OUTPUT_OFFSET:
+        raise InvalidSpec("offset", f"must be between 0 and 2**62, got {request.offset}")
     return request.offset
 
 

@@ -108,10 +108,18 @@ def test_grace() -> None:
     assert convert.grace(pb.StopJobRequest(job_id="x", grace_seconds=2.5)) == 2.5
 
 
-def test_offset() -> None:
-    assert convert.offset(pb.StreamOutputRequest(offset=7)) == 7
-    with pytest.raises(InvalidSpec, match=r"^offset: "):
-        convert.offset(pb.StreamOutputRequest(offset=-1))
+@pytest.mark.parametrize("offset", [0, 7, convert.MAX_OUTPUT_OFFSET])
+def test_offset(offset: int) -> None:
+    assert convert.offset(pb.StreamOutputRequest(offset=offset)) == offset
+
+
+# Near 2**63 an offset plus one 64 KiB read overflowed off_t: pread failed EINVAL (INTERNAL).
+@pytest.mark.parametrize(
+    "offset", [-1, -(2**63), convert.MAX_OUTPUT_OFFSET + 1, 2**63 - 65536, 2**63 - 1]
+)
+def test_bad_offset(offset: int) -> None:
+    with pytest.raises(InvalidSpec, match=r"^offset: must be between 0 and 2\*\*62, got -?\d+$"):
+        convert.offset(pb.StreamOutputRequest(offset=offset))
 
 
 def test_status_round_trip_of_every_field() -> None:

@@ -169,6 +169,7 @@ HUGE = "x" * (200 * 1024)
         (pb.GetJobRequest(job_id="A" * 1000), "job_id"),
         (pb.StopJobRequest(job_id="A" * 22, grace_seconds=-1), "grace_seconds"),
         (pb.StreamOutputRequest(job_id="A" * 22, offset=-1), "offset"),
+        (pb.StreamOutputRequest(job_id="A" * 22, offset=2**63 - 1), "offset"),
         (pb.StreamOutputRequest(job_id="é" * 22), "job_id"),
     ],
 )

@@ -30,6 +30,9 @@ __all__ = ["CHUNK_SIZE", "LogWatcher", "OutputLog"]
 CHUNK_SIZE: Final = 64 * 1024
 """The largest chunk a reader yields, so a reader holds at most this much memory."""
 
+_MAX_FILE_OFFSET: Final = 2**63 - 1
+"""The largest off_t. pread(2) fails with EINVAL when offset + size would exceed it."""
+
 
 class OutputLog:
     """One job's output file: created empty, appended to by the job, read by any number.
@@ -184,6 +187,8 @@ class OutputLog:
                 changed = self._changed
                 finished = self._finished
                 size = CHUNK_SIZE if end is None else min(CHUNK_SIZE, end - offset)
+                # A follower at an absurd offset reads nothing, rather than fail EINVAL.
+                size = min(size, _MAX_FILE_OFFSET - offset)
                 chunk = await _pread(fd, size, offset) if size > 0 else b""
                 if chunk:
                     offset += len(chunk)

@@ -113,6 +113,27 @@ async def test_follower_past_the_end_waits_for_the_log_to_reach_its_offset(
             assert await follower == b"efg"
 
 
+# A follower read CHUNK_SIZE bytes at its offset, and pread(2) fails EINVAL once offset + size
+# exceeds the largest off_t, 2**63 - 1; StreamOutput turned that into INTERNAL.
+@pytest.mark.parametrize("offset", [2**63 - CHUNK_SIZE, 2**63 - 2, 2**63 - 1])
+async def test_offsets_near_the_largest_file_offset_read_nothing_and_end(
+    tmp_path: Path, offset: int
+) -> None:
+    async with new_log(tmp_path) as (log, watcher):
+        write_log(log, b"abc")
+        assert await collect(log, offset, follow=False) == b""
+        follower = asyncio.create_task(collect(log, offset))
+        await wait_until(lambda: follower.done() or watcher.watch_count == 1)
+        write_log(log, b"more")  # Wakes the follower, which reads again and waits on.
+        await asyncio.sleep(0.05)
+        if follower.done():
+            follower.result()  # Raises what ended it.
+        assert not follower.done()
+        log.finish()
+        async with asyncio.timeout(HANG):
+            assert await follower == b""
+
+
 async def test_non_follow_returns_only_what_exists_when_it_starts(tmp_path: Path) -> None:
     first = random.randbytes(2 * CHUNK_SIZE + 1)
     async with new_log(tmp_path) as (log, _):
