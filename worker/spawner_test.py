@@ -16,6 +16,7 @@ from worker.testing_spawner import (
     needs_root,
     only_pool_left,
     open_log,
+    pool_refilled,
     request,
     run,
     small_text,
@@ -202,14 +203,19 @@ async def test_invalid_signal_is_rejected() -> None:
 async def test_spawner_keeps_no_fd_per_job(tmp_path: Path) -> None:
     async with await Spawner.start() as spawner:
         await run(spawner, request("/bin/true"), tmp_path / "warmup")
+        # Both counts with the pool refilled: its sandbox holds fds in the spawner too, and
+        # the refill runs only after a quiet moment.
+        assert await until(lambda: pool_refilled(spawner.pid), 10)
         before = len(os.listdir(f"/proc/{spawner.pid}/fd"))
         for i in range(20):
             await run(spawner, request("/bin/true"), tmp_path / f"log{i}")
         with pytest.raises(StartFailed):
             await spawner.spawn(request("nosuchbinary"), 1)
-        assert await until(lambda: only_pool_left(spawner.pid), 10)
+        assert await until(lambda: pool_refilled(spawner.pid), 10)
         after = len(os.listdir(f"/proc/{spawner.pid}/fd"))
-    assert after == before
+    # The pooled sandbox's two setup pipes may or may not be open at either count, depending
+    # on how far its setup got; one leaked fd per job would show as +21.
+    assert after <= before + 2, f"spawner fds grew from {before} to {after} over 21 jobs"
 
 
 @pytest.fixture

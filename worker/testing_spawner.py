@@ -78,6 +78,14 @@ def children_of(pid: int) -> set[int]:
         return set()
 
 
+def pool_refilled(spawner_pid: int) -> bool:
+    """Whether the spawner's only child is its pooled sandbox (so its fds are all there)."""
+    children = children_of(spawner_pid)
+    with contextlib.suppress(FileNotFoundError):
+        return len(children) == 1 and os.stat(f"/proc/{children.pop()}").st_uid == 0
+    return False
+
+
 def only_pool_left(spawner_pid: int) -> bool:
     """Whether the spawner's children are at most its one pooled sandbox (still root).
 
