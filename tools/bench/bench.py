@@ -54,19 +54,31 @@ async def _run() -> None:
     runc = await asyncio.to_thread(baselines.runc_latency, min(n, 50), 0.5, 64 * _MiB, 64)
     with tempfile.TemporaryDirectory(prefix="jobworker-bench-") as tmp:
         work = Path(tmp)
-        running, exited = await library_rows.start_latency(work / "lib", n)
+        running, exited = await library_rows.start_latency(work / "lib", n, 0.05)
+        burst_running, burst_exited = await library_rows.start_latency(work / "burst", n)
         rows += [
             Row("1a subprocess /bin/true", lat(true_)),
             Row("1b unshare -pmnf --mount-proc", lat(unshare)),
             Row(
-                "1c library start, running",
+                "1c library start, running (starts 50 ms apart)",
                 lat(running),
                 f"{running.p50_ms / unshare.p50_ms:.2f} x 1b",
             ),
             Row(
-                "1d library start, exited",
+                "1d library start, exited (starts 50 ms apart)",
                 lat(exited),
                 f"{exited.p50_ms / unshare.p50_ms:.2f} x 1b",
+            ),
+            Row(
+                "1c' library start back to back, running",
+                lat(burst_running),
+                f"{burst_running.p50_ms / unshare.p50_ms:.2f} x 1b",
+                "no pause: the spawner's ready sandbox is used up",
+            ),
+            Row(
+                "1d' library start back to back, exited",
+                lat(burst_exited),
+                f"{burst_exited.p50_ms / unshare.p50_ms:.2f} x 1b",
             ),
         ]
         if isinstance(runc, Latency):
