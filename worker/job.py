@@ -17,7 +17,6 @@ import dataclasses
 import datetime
 import os
 import signal
-from collections.abc import Sequence
 from pathlib import Path
 
 from worker.cgroup.base import CgroupDriver, JobCgroup
@@ -158,8 +157,18 @@ class Job:
         """The owner given in the spec."""
         return self.spec.owner
 
+    @property
+    def cgroup(self) -> JobCgroup:
+        """The job's cgroup, for reading its usage (see worker/usage.py)."""
+        return self._cgroup
+
+    def record_usage(self, usage: Usage) -> None:
+        """Keeps a live usage reading, unless the job has ended and has its final one."""
+        if not self.exited.is_set():
+            self._usage = usage
+
     def status(self) -> JobStatus:
-        """Returns a consistent snapshot, with the usage last read (see `read_usage`)."""
+        """Returns a consistent snapshot, with the usage last read (see worker/usage.py)."""
         final = self.finished.is_set()
         if not final:
             state = JobState.RUNNING
@@ -222,7 +231,7 @@ class Job:
             # Normally a no-op: PID 1 is reaped only after every process of its namespace.
             # It matters after a lost spawner, whose jobs die by PDEATHSIG at their own pace.
             await kill_until_empty(self._cgroup)
-            # Off the loop, like every usage read (see read_usage). What an empty cgroup
+            # Off the loop, like every usage read (see worker/usage.py). What an empty cgroup
             # still charges is page cache, mostly of the job's own log, not the job's memory:
             # an ended job reports 0 current memory, as JobStatus documents, and its peak.
             final = await asyncio.to_thread(self._cgroup.usage)
@@ -317,36 +326,3 @@ def _reason(err: Exception) -> str:
 def _failed(task: asyncio.Task[None]) -> bool:
     """Returns whether ``task`` ended with an exception or was cancelled."""
     return task.done() and (task.cancelled() or task.exception() is not None)
-
-
-async def read_usage(jobs: Sequence[Job]) -> None:
-    """Refreshes the usage of the running ``jobs``, reading their cgroups in a thread.
-
-    cgroupfs reads are small but not free: under a burst of 50 concurrent starts on two cores
-    one job's usage() took up to 70 ms, so a list of many jobs would stall the event loop.
-
-    Raises:
-        CgroupError: The usage of a job that is still running could not be read.
-    """
-    running = [job for job in jobs if not job.exited.is_set()]
-    if not running:
-        return
-    results = await asyncio.to_thread(_usages, [job._cgroup for job in running])
-    for job, usage in zip(running, results, strict=True):
-        if job.exited.is_set():
-            # The job ended while its cgroup was read: supervise() has the final numbers,
-            # and a failed read was the cgroup going away, not an error.
-            continue
-        if isinstance(usage, CgroupError):
-            raise usage
-        job._usage = usage
-
-
-def _usages(cgroups: Sequence[JobCgroup]) -> list[Usage | CgroupError]:
-    results: list[Usage | CgroupError] = []
-    for cgroup in cgroups:
-        try:
-            results.append(cgroup.usage())
-        except CgroupError as err:
-            results.append(err)
-    return results

@@ -26,11 +26,12 @@ from worker.errors import (
     ManagerClosed,
 )
 from worker.ids import is_job_id, new_job_id
-from worker.job import Job, read_usage
+from worker.job import Job
 from worker.output_log import LogWatcher
 from worker.spawner import Spawner
 from worker.spec import JobSpec, Limits
 from worker.status import JobStatus
+from worker.usage import read_usage
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
