@@ -28,28 +28,54 @@ from worker.testing_manager import (
 pytestmark = needs_root
 
 
+# Writes the first half of `pattern(blocks)`, then waits for SIGTERM (blocked, so it cannot be
+# lost) before writing the second half and exiting 0: the test decides when the job ends.
+_HALVES_SCRIPT = """
+import hashlib, signal, sys, time
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+blocks = int(sys.argv[1])
+out = sys.stdout.buffer
+for i in range(blocks):
+    if i == blocks // 2:
+        out.flush()
+        signal.sigwait({signal.SIGTERM})
+    out.write(hashlib.sha256(b"%d" % i).digest() * 64)
+    if i % 64 == 63:
+        out.flush()
+        time.sleep(0.01)
+out.flush()
+"""
+
+
 async def test_hundred_readers_attaching_at_random_times_get_identical_bytes(
     tmp_path: Path,
 ) -> None:
-    blocks = 2048  # 4 MiB, written over about 0.2 s with a pause every 64 blocks.
+    blocks = 2048  # 4 MiB; the job holds at 2 MiB until it is stopped.
     expected = sha256(pattern(blocks))
     rng = random.Random(20261129)
-    delays = [rng.uniform(0.0, 1.5) for _ in range(100)]
     async with JobManager(config(tmp_path)) as manager:
-        started = await manager.start(pattern_job(blocks, pause_every=64))
+        started = await manager.start(job(PYTHON, "-c", _HALVES_SCRIPT, str(blocks)))
+        job_id = started.job_id
+        attached = asyncio.Semaphore(0)
 
-        async def reader(delay: float) -> tuple[str, bool]:
+        async def reader(delay: float) -> tuple[str, JobState]:
             await asyncio.sleep(delay)
-            ended_before = (await manager.status(started.job_id)).state is not JobState.RUNNING
-            return sha256(await read_all(manager, started.job_id)), ended_before
+            state = (await manager.status(job_id)).state
+            async with contextlib.aclosing(manager.output(job_id)) as output:
+                chunks = [await anext(output)]
+                attached.release()
+                chunks += [chunk async for chunk in output]
+            return sha256(b"".join(chunks)), state
 
-        results = await asyncio.gather(*(reader(d) for d in delays))
-        final = await manager.wait(started.job_id)
-    assert final.exit_code == 0
-    assert [digest for digest, _ in results] == [expected] * 100
-    # Both kinds of reader were exercised: some attached while the job ran, some after.
-    attached_after_exit = sum(after for _, after in results)
-    assert 0 < attached_after_exit < 100
+        async with asyncio.TaskGroup() as group:
+            during = [group.create_task(reader(rng.uniform(0.0, 0.5))) for _ in range(70)]
+            for _ in during:
+                await attached.acquire()
+            stopped = await manager.stop(job_id, grace=3600)
+            after = [group.create_task(reader(rng.uniform(0.0, 0.2))) for _ in range(30)]
+    assert (stopped.state, stopped.exit_code) == (JobState.STOPPED, 0)
+    assert [task.result() for task in during] == [(expected, JobState.RUNNING)] * 70
+    assert [task.result() for task in after] == [(expected, JobState.STOPPED)] * 30
 
 
 async def test_stalled_reader_does_not_stop_a_job_writing_100_mib(tmp_path: Path) -> None:
