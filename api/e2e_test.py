@@ -27,7 +27,7 @@ from api.testing_daemon import (  # noqa: E402
     RPC_TIMEOUT,
     RunningDaemon,
     job_worker_stub,
-    pin_grpc_runtime,
+    module_pki,
     running_daemon,
 )
 from api.tls import channel_credentials, server_credentials  # noqa: E402
@@ -53,11 +53,8 @@ def expected_output(blocks: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    directory = tmp_path_factory.mktemp("pki")
-    pki.create_dev_pki(directory)
-    pin = pin_grpc_runtime()
-    yield directory
-    del pin
+    with module_pki(tmp_path_factory.mktemp("pki")) as directory:
+        yield directory
 
 
 @contextlib.asynccontextmanager

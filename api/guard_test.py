@@ -23,7 +23,7 @@ from api.role import ROLE_OID  # noqa: E402
 from api.testing_daemon import (  # noqa: E402
     RPC_TIMEOUT,
     job_worker_stub,
-    pin_grpc_runtime,
+    module_pki,
     running_daemon,
 )
 from api.testing_fake_manager import FakeJobManager  # noqa: E402
@@ -37,18 +37,15 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 @pytest.fixture(scope="module")
 def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    directory = tmp_path_factory.mktemp("pki")
-    pki.create_dev_pki(directory)
-    ca = pki.load_credential(directory, "ca")
-    for name, role in (("norole", None), ("superuser", "superuser")):
-        attributes = [x509.NameAttribute(NameOID.COMMON_NAME, name)]
-        if role:
-            attributes.append(x509.NameAttribute(ROLE_OID, role))
-        leaf = pki.issue_leaf(ca, x509.Name(attributes), [ExtendedKeyUsageOID.CLIENT_AUTH])
-        pki.write_credential(leaf, directory, name)
-    pin = pin_grpc_runtime()
-    yield directory
-    del pin
+    with module_pki(tmp_path_factory.mktemp("pki")) as directory:
+        ca = pki.load_credential(directory, "ca")
+        for name, role in (("norole", None), ("superuser", "superuser")):
+            attributes = [x509.NameAttribute(NameOID.COMMON_NAME, name)]
+            if role:
+                attributes.append(x509.NameAttribute(ROLE_OID, role))
+            leaf = pki.issue_leaf(ca, x509.Name(attributes), [ExtendedKeyUsageOID.CLIENT_AUTH])
+            pki.write_credential(leaf, directory, name)
+        yield directory
 
 
 async def _code(call: Any) -> tuple[grpc.StatusCode, str]:

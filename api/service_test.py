@@ -21,7 +21,7 @@ from api import pki, server  # noqa: E402
 from api.testing_daemon import (  # noqa: E402
     RPC_TIMEOUT,
     job_worker_stub,
-    pin_grpc_runtime,
+    module_pki,
     running_daemon,
 )
 from api.testing_fake_manager import FakeJobManager  # noqa: E402
@@ -34,11 +34,8 @@ MISSING_ID = "A" * 22  # Well-formed, never issued.
 
 @pytest.fixture(scope="module")
 def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    directory = tmp_path_factory.mktemp("pki")
-    pki.create_dev_pki(directory)
-    pin = pin_grpc_runtime()
-    yield directory
-    del pin
+    with module_pki(tmp_path_factory.mktemp("pki")) as directory:
+        yield directory
 
 
 async def _collect(stream: AsyncIterator[pb.StreamOutputResponse]) -> bytes:

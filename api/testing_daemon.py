@@ -1,4 +1,4 @@
-"""Test harness: an in-process jobworkerd on a loopback port, and clients for it.
+"""Test harness: an in-process jobworkerd on a loopback port, clients for it, and its PKI.
 
 Test modules that use it must set GRPC_SSL_CIPHER_SUITES before importing grpc (see
 api/tls_policy.py), because the daemon under test runs in the test process.
@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +119,24 @@ def pin_grpc_runtime() -> grpc.aio.Channel:
         return grpc.aio.insecure_channel("127.0.0.1:9")  # Never dialled: no call is made.
 
     return asyncio.run(create())
+
+
+@contextlib.contextmanager
+def module_pki(directory: Path) -> Iterator[Path]:
+    """Creates a dev PKI in ``directory`` and pins grpc.aio's runtime while the block runs.
+
+    The body of each test module's ``pki_dir`` fixture, so that the runtime is up before
+    the module's first test and until its last (see ``pin_grpc_runtime``).
+
+    Args:
+        directory: Where to write it, typically ``tmp_path_factory.mktemp("pki")``.
+
+    Yields:
+        ``directory``, holding the CA and the server, alice, bob and admin credentials.
+    """
+    pki.create_dev_pki(directory)
+    pin = pin_grpc_runtime()
+    try:
+        yield directory
+    finally:
+        del pin  # Only now may the runtime stop.

@@ -15,11 +15,10 @@ from pathlib import Path  # noqa: E402
 import grpc  # noqa: E402
 import pytest  # noqa: E402
 
-from api import pki  # noqa: E402
 from api.testing_daemon import (  # noqa: E402
     RPC_TIMEOUT,
     job_worker_stub,
-    pin_grpc_runtime,
+    module_pki,
     running_daemon,
     write_odd_client,
 )
@@ -32,11 +31,8 @@ from jobworker.v1 import jobworker_pb2 as pb  # noqa: E402
 
 @pytest.fixture(scope="module")
 def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    directory = tmp_path_factory.mktemp("pki")
-    pki.create_dev_pki(directory)
-    pin = pin_grpc_runtime()
-    yield directory
-    del pin
+    with module_pki(tmp_path_factory.mktemp("pki")) as directory:
+        yield directory
 
 
 def test_tls12_is_disabled_before_grpc_initialises() -> None:

@@ -23,8 +23,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from api import pki  # noqa: E402
-from api.testing_daemon import RunningDaemon, pin_grpc_runtime, running_daemon  # noqa: E402
+from api.testing_daemon import RunningDaemon, module_pki, running_daemon  # noqa: E402
 from api.testing_fake_manager import FakeJobManager  # noqa: E402
 from cli import dispatch, parser  # noqa: E402
 from cli.commands import Streams  # noqa: E402
@@ -38,11 +37,8 @@ _WAIT = 30.0
 
 @pytest.fixture(scope="module")
 def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    directory = tmp_path_factory.mktemp("pki")
-    pki.create_dev_pki(directory)
-    pin = pin_grpc_runtime()
-    yield directory
-    del pin
+    with module_pki(tmp_path_factory.mktemp("pki")) as directory:
+        yield directory
 
 
 @contextlib.asynccontextmanager
