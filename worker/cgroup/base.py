@@ -45,6 +45,14 @@ class JobCgroup(Protocol):
         """The cgroup.procs files that the forked child writes "0" into before exec."""
         ...
 
+    def apply(self, limits: Limits) -> None:
+        """Writes every limit that ``limits`` sets; unset ones are left as they are.
+
+        Raises:
+            CgroupError: A limit was refused or cannot be enforced on this host.
+        """
+        ...
+
     def signal_all(self, sig: int) -> None:
         """Sends ``sig`` to every process in the job's cgroup."""
         ...

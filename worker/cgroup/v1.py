@@ -38,21 +38,64 @@ def _unique_dirs(dirs: Mapping[str, Path]) -> tuple[Path, ...]:
 class V1JobCgroup:
     """The cgroups of one job, one per v1 hierarchy; implements base.JobCgroup."""
 
-    def __init__(self, dirs: Mapping[str, Path], lock: JobLock | None) -> None:
+    def __init__(
+        self,
+        dirs: Mapping[str, Path],
+        lock: JobLock | None,
+        devices: tuple[BlockDevice, ...] = (),
+    ) -> None:
         """Wraps existing job directories.
 
         Args:
             dirs: The job's directory in each hierarchy, keyed by controller name.
             lock: The ownership lock on the freezer directory, released by remove().
+            devices: Whole disks that apply() limits IO on.
         """
         self._dirs = dict(dirs)
         self._unique = _unique_dirs(self._dirs)
         self._lock = lock
+        self._devices = devices
 
     @property
     def procs_files(self) -> tuple[str, ...]:
         """The cgroup.procs file of each distinct hierarchy."""
         return tuple(str(d / "cgroup.procs") for d in self._unique)
+
+    def apply(self, limits: Limits) -> None:
+        """Writes every set limit: CFS quota, memory (and memsw), blkio throttle, pids.max.
+
+        Raises:
+            CgroupError: A limit was refused or cannot be enforced on this host.
+        """
+        dirs = self._dirs
+        if limits.cpu is not None:
+            files.write(dirs["cpu"] / "cpu.cfs_period_us", str(CFS_PERIOD_US))
+            quota = max(1000, round(limits.cpu * CFS_PERIOD_US))  # The kernel minimum is 1 ms.
+            files.write(dirs["cpu"] / "cpu.cfs_quota_us", str(quota))
+        if limits.memory_bytes is not None:
+            memory = dirs["memory"]
+            files.write(memory / "memory.limit_in_bytes", str(limits.memory_bytes))
+            # memsw limits memory plus swap, so equal values mean "no swap". It must be set
+            # after limit_in_bytes (it may not be lower). It is missing when the kernel runs
+            # without swap accounting (swapaccount=0): then, like v2, refuse the limit if
+            # the job could page out past it, rather than weaken it quietly.
+            memsw = memory / "memory.memsw.limit_in_bytes"
+            if memsw.exists():
+                files.write(memsw, str(limits.memory_bytes))
+            elif host_has_swap():
+                raise CgroupError(
+                    "memory.memsw.limit_in_bytes is missing (no swap accounting), so the "
+                    "memory limit cannot keep the job out of swap"
+                )
+        for key, bps in (("read", limits.io_read_bps), ("write", limits.io_write_bps)):
+            if bps is None:
+                continue
+            if not self._devices:
+                raise CgroupError(f"io {key} limit set, but no block device to throttle")
+            for dev in self._devices:
+                files.write(dirs["blkio"] / f"blkio.throttle.{key}_bps_device", f"{dev} {bps}")
+        if limits.pids is not None:
+            files.write(dirs["pids"] / "pids.max", str(limits.pids))
 
     def _procs(self) -> list[Path]:
         return [d / "cgroup.procs" for d in self._unique]
@@ -168,44 +211,15 @@ class V1Driver:
                 lock = JobLock.try_acquire(dirs["freezer"])
             if lock is None:
                 raise CgroupError(f"cgroup {dirs['freezer']} is locked by another process")
-            self._apply(dirs, limits)
+            cgroup = V1JobCgroup(dirs, lock, self._devices)
+            cgroup.apply(limits)
         except CgroupError:
             if lock is not None:
                 lock.release()
             for path in reversed(made):
                 files.try_rmdir(path)
             raise
-        return V1JobCgroup(dirs, lock)
-
-    def _apply(self, dirs: Mapping[str, Path], limits: Limits) -> None:
-        if limits.cpu is not None:
-            files.write(dirs["cpu"] / "cpu.cfs_period_us", str(CFS_PERIOD_US))
-            quota = max(1000, round(limits.cpu * CFS_PERIOD_US))  # The kernel minimum is 1 ms.
-            files.write(dirs["cpu"] / "cpu.cfs_quota_us", str(quota))
-        if limits.memory_bytes is not None:
-            memory = dirs["memory"]
-            files.write(memory / "memory.limit_in_bytes", str(limits.memory_bytes))
-            # memsw limits memory plus swap, so equal values mean "no swap". It must be set
-            # after limit_in_bytes (it may not be lower). It is missing when the kernel runs
-            # without swap accounting (swapaccount=0): then, like v2, refuse the limit if
-            # the job could page out past it, rather than weaken it quietly.
-            memsw = memory / "memory.memsw.limit_in_bytes"
-            if memsw.exists():
-                files.write(memsw, str(limits.memory_bytes))
-            elif host_has_swap():
-                raise CgroupError(
-                    "memory.memsw.limit_in_bytes is missing (no swap accounting), so the "
-                    "memory limit cannot keep the job out of swap"
-                )
-        for key, bps in (("read", limits.io_read_bps), ("write", limits.io_write_bps)):
-            if bps is None:
-                continue
-            if not self._devices:
-                raise CgroupError(f"io {key} limit set, but no block device to throttle")
-            for dev in self._devices:
-                files.write(dirs["blkio"] / f"blkio.throttle.{key}_bps_device", f"{dev} {bps}")
-        if limits.pids is not None:
-            files.write(dirs["pids"] / "pids.max", str(limits.pids))
+        return cgroup
 
     async def sweep(self) -> int:
         """Kills and removes the job cgroups that no live driver owns; returns how many.

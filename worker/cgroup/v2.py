@@ -37,15 +37,17 @@ CPU_PERIOD_US = 100_000
 class V2JobCgroup:
     """The cgroup of one job; implements base.JobCgroup."""
 
-    def __init__(self, path: Path, lock: JobLock) -> None:
+    def __init__(self, path: Path, lock: JobLock, devices: tuple[BlockDevice, ...] = ()) -> None:
         """Wraps an existing job directory.
 
         Args:
             path: The job's cgroup directory.
             lock: The ownership lock on it, released by remove().
+            devices: Whole disks that apply() limits IO on.
         """
         self._path = path
         self._lock = lock
+        self._devices = devices
 
     @property
     def path(self) -> Path:
@@ -56,6 +58,38 @@ class V2JobCgroup:
     def procs_files(self) -> tuple[str, ...]:
         """The job's single cgroup.procs file."""
         return (str(self._path / "cgroup.procs"),)
+
+    def apply(self, limits: Limits) -> None:
+        """Writes every set limit: cpu.max, memory.max (and no swap), io.max, pids.max.
+
+        Raises:
+            CgroupError: A limit was refused or cannot be enforced on this host.
+        """
+        path = self._path
+        if limits.cpu is not None:
+            quota = max(1000, round(limits.cpu * CPU_PERIOD_US))  # The kernel minimum is 1 ms.
+            files.write(path / "cpu.max", f"{quota} {CPU_PERIOD_US}")
+        if limits.memory_bytes is not None:
+            files.write(path / "memory.max", str(limits.memory_bytes))
+            swap = path / "memory.swap.max"
+            # Without CONFIG_MEMCG_SWAP the file is missing and swap cannot be limited; that
+            # is only acceptable when the host has no swap to escape to.
+            if swap.exists():
+                files.write(swap, "0")
+            elif host_has_swap():
+                raise CgroupError("memory.swap.max is missing, so swap cannot be turned off")
+        io = [
+            f"{key}={bps}"
+            for key, bps in (("rbps", limits.io_read_bps), ("wbps", limits.io_write_bps))
+            if bps is not None
+        ]
+        if io:
+            if not self._devices:
+                raise CgroupError("io limit set, but no block device to throttle")
+            for dev in self._devices:
+                files.write(path / "io.max", f"{dev} {' '.join(io)}")
+        if limits.pids is not None:
+            files.write(path / "pids.max", str(limits.pids))
 
     def signal_all(self, sig: int) -> None:
         """Sends ``sig`` to every process listed in cgroup.procs."""
@@ -141,40 +175,15 @@ class V2Driver:
                 lock = JobLock.try_acquire(path)
             if lock is None:
                 raise CgroupError(f"cgroup {path} is locked by another process")
-            self._apply(path, limits)
+            cgroup = V2JobCgroup(path, lock, self._devices)
+            cgroup.apply(limits)
         except CgroupError:
             if lock is not None:
                 lock.release()
             if made:  # Never remove a directory that existed before: it is not ours.
                 files.try_rmdir(path)
             raise
-        return V2JobCgroup(path, lock)
-
-    def _apply(self, path: Path, limits: Limits) -> None:
-        if limits.cpu is not None:
-            quota = max(1000, round(limits.cpu * CPU_PERIOD_US))  # The kernel minimum is 1 ms.
-            files.write(path / "cpu.max", f"{quota} {CPU_PERIOD_US}")
-        if limits.memory_bytes is not None:
-            files.write(path / "memory.max", str(limits.memory_bytes))
-            swap = path / "memory.swap.max"
-            # Without CONFIG_MEMCG_SWAP the file is missing and swap cannot be limited; that
-            # is only acceptable when the host has no swap to escape to.
-            if swap.exists():
-                files.write(swap, "0")
-            elif host_has_swap():
-                raise CgroupError("memory.swap.max is missing, so swap cannot be turned off")
-        io = [
-            f"{key}={bps}"
-            for key, bps in (("rbps", limits.io_read_bps), ("wbps", limits.io_write_bps))
-            if bps is not None
-        ]
-        if io:
-            if not self._devices:
-                raise CgroupError("io limit set, but no block device to throttle")
-            for dev in self._devices:
-                files.write(path / "io.max", f"{dev} {' '.join(io)}")
-        if limits.pids is not None:
-            files.write(path / "pids.max", str(limits.pids))
+        return cgroup
 
     async def sweep(self) -> int:
         """Kills and removes the job cgroups that no live driver owns; returns how many.
