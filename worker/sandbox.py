@@ -7,10 +7,11 @@ children is safe; the daemon never imports this module. Two processes are involv
   namespaces, forks B and exits. A must exist because unshare(CLONE_NEWPID) moves only the
   caller's *children* into the new namespace.
 * **B, the job's init** (PID 1 of the new PID namespace): reports its pid, sets up mounts and
-  loopback and waits until A has exited (``_isolate``). That needs no job, so the spawner
-  does it ahead of time and keeps B waiting in a pool. Given a job, B joins its cgroups,
-  drops privileges, arms its parent-death signal, sets up fds (``_enter_job``) and execs the
-  job's program, which therefore is PID 1 of its namespace.
+  loopback, waits until A has exited and, if prepared ahead of time, joins the cgroups the
+  job will have (``_isolate``). That needs no job, so the spawner can do it before the start
+  and keep B waiting. Given a job, B joins its cgroups unless it already has, drops
+  privileges, arms its parent-death signal, sets up fds (``_enter_job``) and execs the job's
+  program, which therefore is PID 1 of its namespace.
 
 Neither returns: each ends in ``os._exit`` or ``execve``. A failing step writes
 ``{"step", "errno", "detail"}`` to the close-on-exec report pipe and exits with 127, so the
@@ -46,11 +47,14 @@ class Channels:
         control_fd: B's end of a seqpacket socketpair on which the spawner sends the job
             (a spawn message with the output fd attached); EOF means "never mind".
         spawner_pidfd: A pidfd of the spawner, readable once the spawner has exited.
+        cgroup_procs: cgroup.procs files that B joins before it waits for the job (empty:
+            B joins the job's own ones once it has the job).
     """
 
     report_fd: int
     control_fd: int
     spawner_pidfd: int
+    cgroup_procs: tuple[str, ...] = ()
 
 
 class _StepFailed(Exception):
@@ -127,7 +131,7 @@ def run_init(channels: Channels, parent_pidfd: int) -> NoReturn:
 
 
 def _isolate(channels: Channels, parent_pidfd: int) -> None:
-    """B's steps that need no job: done ahead of time, while B waits in the spawner's pool."""
+    """B's steps that need no job: for a prepared B, all done before the start."""
     step, detail = "report", "pid"
     try:
         # The host's /proc is still mounted here: /proc/self names B's pid as the spawner
@@ -153,11 +157,28 @@ def _isolate(channels: Channels, parent_pidfd: int) -> None:
         os.close(parent_pidfd)
         # If B is to wait for a job, copy the pages it shares with the spawner now rather
         # than take one fault per page as the job's setup writes them (~2 ms of a start).
-        # If the job is already there, that would only add ~10 ms to its start.
+        # If the job is already there, that would only add ~10 ms to its start. Before the
+        # cgroup join: these pages are charged to the spawner's cgroup, not the job's.
         if not _wait_readable(channels.control_fd, 0):
             linux.populate_private_writable()
     except OSError as err:
         raise _StepFailed(step, err, detail) from err
+    _join_cgroups(channels.cgroup_procs)
+
+
+def _join_cgroups(procs_files: tuple[str, ...]) -> None:
+    """Moves B into each cgroup; B is still its namespace's only process."""
+    detail = ""
+    try:
+        # "0" means the writer (cgroup-v2.rst "cgroup.procs"; the v1 cgroups.txt accepts it).
+        for detail in procs_files:
+            fd = os.open(detail, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+    except OSError as err:
+        raise _StepFailed("cgroup", err, detail) from err
 
 
 def _receive_job(control_fd: int) -> tuple[SpawnRequest, int]:
@@ -180,22 +201,15 @@ def _receive_job(control_fd: int) -> tuple[SpawnRequest, int]:
 
 def _enter_job(channels: Channels, job: SpawnRequest, output_fd: int) -> None:
     """B's steps for one job, in order; each failure raises _StepFailed naming the step."""
-    step, detail = "cgroup", ""
+    # B is still the only process of its namespace: joining now places the whole job in its
+    # cgroups before the program's first instruction. A prepared B is in them already.
+    if job.cgroup_procs != channels.cgroup_procs:
+        _join_cgroups(job.cgroup_procs)
+    step, detail = "mount", "/sys"
     try:
-        # B is still the only process of its namespace: joining now places the whole job in
-        # its cgroups before the program's first instruction. "0" means the writer
-        # (cgroup-v2.rst "cgroup.procs"; the v1 cgroups.txt accepts it too).
-        for path in job.cgroup_procs:
-            detail = path
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, b"0")
-            finally:
-                os.close(fd)
         # After the cgroup join, which uses the host's /sys/fs/cgroup: a sysfs mount shows
         # the network devices of the mounter's network namespace, so /sys/class/net lists
         # only lo; read-only, and it hides the host's cgroup mounts from the job.
-        step, detail = "mount", "/sys"
         linux.mount("sysfs", "/sys", "sysfs", _FRESH_MOUNT_FLAGS | linux.MS_RDONLY)
         step, detail = "credentials", f"uid {job.uid} gid {job.gid}"
         # Own session and process group, so the job can be signalled as a group and has no

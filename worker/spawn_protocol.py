@@ -12,8 +12,11 @@ Messages, by ``type``:
 direction  type       fields
 =========  =========  ====================================================================
 S -> M     ready      pid: the spawner's pid. Always the first record.
-M -> S     spawn      id, argv, env, cwd, uid, gid, cgroup_procs; exactly one fd attached,
-                      which becomes the job's stdout and stderr.
+M -> S     prepare    key, cgroup_procs: make a sandbox that joins these cgroups and waits
+                      for the spawn naming ``key``. No reply; a sandbox that fails is dropped.
+M -> S     spawn      id, argv, env, cwd, uid, gid, cgroup_procs, prepared (a prepare key or
+                      null); exactly one fd attached, which becomes the job's stdout and
+                      stderr. Without a usable prepared sandbox the spawner makes a new one.
 M -> S     kill       id, pid, signal, group (bool: signal the job's process group).
 S -> M     started    id, pid: the job's program has been exec'd (its report pipe hit EOF).
 S -> M     failed     id, step, errno (int or null), detail: the job was never exec'd and
@@ -157,10 +160,11 @@ def describe_failure(errno: int | None, detail: str) -> str:
     return f"{reason}: {detail!r}"
 
 
-def spawn_message(request: SpawnRequest) -> dict[str, Any]:
+def spawn_message(request: SpawnRequest, prepared: str | None = None) -> dict[str, Any]:
     """Returns the ``spawn`` message for ``request``, without its id."""
     return {
         "type": "spawn",
+        "prepared": prepared,
         "argv": list(request.argv),
         "env": dict(request.env),
         "cwd": request.cwd,

@@ -73,7 +73,8 @@ class Spawner:
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._exits: dict[int, asyncio.Future[ExitStatus]] = {}
         self._abandoned: set[int] = set()  # Started for a cancelled spawn(): killed, not waited.
-        self._outbox: asyncio.Queue[tuple[int, bytes, int | None]] = asyncio.Queue()
+        # (request id, record, fd to attach); id None: a message that gets no reply.
+        self._outbox: asyncio.Queue[tuple[int | None, bytes, int | None]] = asyncio.Queue()
         self._lost: SpawnerLost | None = None
         self._fatal = ""
         self._closing: asyncio.Task[None] | None = None
@@ -155,12 +156,26 @@ class Spawner:
         reply: dict[str, Any] = await future
         return reply
 
-    async def spawn(self, request: SpawnRequest, output_fd: int) -> int:
+    def prepare(self, key: str, cgroup_procs: tuple[str, ...]) -> None:
+        """Asks for a sandbox that waits, already in these cgroups, for ``spawn(prepared=key)``.
+
+        Fire and forget: if the sandbox cannot be made, or the spawner is gone, that spawn
+        makes a new sandbox (or fails) instead. The prepared sandbox dies with the spawner,
+        or when its cgroups are killed.
+        """
+        if self.alive:
+            record = encode({"type": "prepare", "key": key, "cgroup_procs": list(cgroup_procs)})
+            self._outbox.put_nowait((None, record, None))
+
+    async def spawn(
+        self, request: SpawnRequest, output_fd: int, prepared: str | None = None
+    ) -> int:
         """Starts a job and returns its pid once its program has been exec'd.
 
         Args:
             request: What to run, as whom, where, in which cgroups.
             output_fd: Becomes the job's stdout and stderr; the caller keeps its own fd.
+            prepared: The key of an earlier ``prepare`` for the same cgroups, if any.
 
         Returns:
             The job's pid, as seen by the daemon. Pass it to ``wait`` exactly once.
@@ -169,7 +184,7 @@ class Spawner:
             StartFailed: A setup step or the exec failed; nothing of the job is running.
             SpawnerLost: The spawner died or is closed.
         """
-        reply = await self._request(spawn_message(request), output_fd)
+        reply = await self._request(spawn_message(request, prepared), output_fd)
         if reply["type"] == "started":
             pid: int = reply["pid"]
             return pid
@@ -219,14 +234,17 @@ class Spawner:
     async def _write_loop(self) -> None:
         while True:
             request_id, record, fd = await self._outbox.get()
-            future = self._replies.get(request_id)
+            future = None if request_id is None else self._replies.get(request_id)
             try:
-                if future is None or future.done():
+                if request_id is None:
+                    await self._send(record, fd)
+                elif future is None or future.done():
                     self._replies.pop(request_id, None)  # Cancelled before it was sent.
                 else:
                     await self._send(record, fd)
             except OSError as err:  # The reader sees the EOF and fails everything else.
-                self._replies.pop(request_id, None)
+                if request_id is not None:
+                    self._replies.pop(request_id, None)
                 if future is not None:
                     future.set_exception(SpawnerLost(f"cannot send to the spawner: {err}"))
             finally:

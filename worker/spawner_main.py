@@ -6,8 +6,8 @@ threads, so forking it is safe. The daemon itself never forks; see issue 3.
 
 The server is one ``selectors`` loop over the socket, the SIGCHLD wakeup pipe
 (``signal.set_wakeup_fd``) and the report pipe of each job being set up. Nothing in it blocks
-for a job: a spawn request forks A and returns to the loop; the job's progress arrives as
-report records and child exits.
+for a job: a spawn request forks A (or hands the job to a prepared sandbox) and returns to the
+loop; the job's progress arrives as report records and child exits.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from worker.spawn_protocol import (
     encode,
 )
 
-_REFILL_IDLE_S = 0.01
 _TAG_SOCKET = "socket"
 _TAG_SIGCHLD = "sigchld"
 
@@ -40,11 +39,12 @@ _TAG_SIGCHLD = "sigchld"
 class _Starting:
     """A sandbox from the fork of A until its job's program is exec'd (or it fails).
 
-    ``request_id`` is None while the sandbox waits in the pool for a job.
+    ``request_id`` is None while a prepared sandbox waits for its job under ``key``.
     """
 
     report_fd: int
     control: socket.socket
+    key: str | None = None
     request_id: int | None = None
     data: bytearray = dataclasses.field(default_factory=bytearray)
     b_pid: int | None = None
@@ -79,11 +79,8 @@ class _Server:
         # Readable once this process has exited: jobs use it to check the spawner is alive
         # after arming PDEATHSIG (see sandbox.py). pidfds are always close-on-exec.
         self._self_pidfd = os.pidfd_open(os.getpid())
-        self._starting: dict[int, _Starting] = {}  # By report fd, pooled ones included.
-        self._pool: list[_Starting] = []  # Isolated inits waiting for a job.
-        # False after a pooled sandbox failed on its own, until a start succeeds: a broken
-        # setup (say, no namespaces left) must not fork every 10 ms; spawns report it.
-        self._pool_works = True
+        self._starting: dict[int, _Starting] = {}  # By report fd, prepared ones included.
+        self._prepared: dict[str, _Starting] = {}  # Sandboxes waiting for a job, by key.
         self._by_b: dict[int, _Starting] = {}
         self._jobs: set[int] = set()  # Started and not yet reaped: the only pids we signal.
         self._selector.register(self._sock, selectors.EVENT_READ, _TAG_SOCKET)
@@ -101,16 +98,8 @@ class _Server:
         # in every forked child (gc.freeze docs). Children disable the collector too.
         gc.freeze()
         self._send({"type": "ready", "pid": os.getpid()})
-        self._refill_pool()
         while True:
-            # Refill the pool only once nothing has happened for a moment: forking copies
-            # this process's page tables and then its pages, which would delay the reports
-            # of the jobs just started (their exit, for short ones).
-            refill = not self._pool and self._pool_works
-            events = self._selector.select(_REFILL_IDLE_S if refill else None)
-            if not events and refill:
-                self._refill_pool()
-            for key, _ in events:
+            for key, _ in self._selector.select():
                 if key.data == _TAG_SOCKET:
                     if not self._on_request():
                         return
@@ -137,6 +126,8 @@ class _Server:
             message = decode(data)
             if message["type"] == "spawn" and len(fds) == 1:
                 self._spawn(message, fds[0])
+            elif message["type"] == "prepare" and not fds:
+                self._prepare(message)
             elif message["type"] == "kill" and not fds:
                 self._kill(message)
             else:
@@ -146,15 +137,18 @@ class _Server:
                 os.close(fd)
         return True
 
-    def _fork_sandbox(self) -> _Starting:
+    def _fork_sandbox(self, cgroup_procs: tuple[str, ...] = ()) -> _Starting:
         """Forks A, which makes B: an isolated init that waits for a job on ``control``.
+
+        Args:
+            cgroup_procs: cgroup.procs files that B joins before it waits for the job.
 
         Raises:
             OSError: The fork failed.
         """
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        channels = sandbox.Channels(report_w, theirs.fileno(), self._self_pidfd)
+        channels = sandbox.Channels(report_w, theirs.fileno(), self._self_pidfd, cgroup_procs)
         try:
             pid = os.fork()
             if pid == 0:
@@ -175,18 +169,28 @@ class _Server:
         self._selector.register(report_r, selectors.EVENT_READ, starting)
         return starting
 
-    def _refill_pool(self) -> None:
-        # Forking, unsharing and mounting take most of a start's time, and none of it needs
-        # the job: a sandbox made ahead of time takes that off the next start's path.
-        if not self._pool:
-            with contextlib.suppress(OSError):  # The next spawn forks and reports it.
-                self._pool.append(self._fork_sandbox())
+    def _prepare(self, message: dict[str, Any]) -> None:
+        """Makes a sandbox in the given cgroups, ahead of the spawn that will name its key.
+
+        Forking, unsharing, mounting and above all joining cgroups (each move waits for an
+        RCU grace period in the kernel, ~10 ms on an idle host) need no job: done here, they
+        are off the path of the next start.
+        """
+        key = message["key"]
+        if key in self._prepared:
+            raise ProtocolError(f"prepare of key {key!r} twice")
+        with contextlib.suppress(OSError):  # The spawn forks anew and reports the error.
+            starting = self._fork_sandbox(tuple(message["cgroup_procs"]))
+            starting.key = key
+            self._prepared[key] = starting
 
     def _spawn(self, message: dict[str, Any], output_fd: int) -> None:
-        """Hands the job to a pooled sandbox (or a new one) and returns at once."""
+        """Hands the job to its prepared sandbox (or a new one) and returns at once."""
         request_id = message["id"]
         try:
-            starting = self._pool.pop() if self._pool else self._fork_sandbox()
+            starting = self._prepared.pop(message.get("prepared") or "", None)
+            if starting is None:
+                starting = self._fork_sandbox()
         except OSError as err:
             self._send(
                 {"type": "failed", "id": request_id, "step": "fork", "errno": err.errno,
@@ -228,9 +232,9 @@ class _Server:
         os.close(starting.report_fd)
         starting.control.close()
         del self._starting[starting.report_fd]
-        if starting.request_id is None:  # A pooled sandbox failed before it had a job.
-            self._pool.remove(starting)
-            self._pool_works = False
+        if starting.request_id is None:  # A prepared sandbox failed before it had a job.
+            assert starting.key is not None
+            del self._prepared[starting.key]
             if starting.b_pid is not None:
                 del self._by_b[starting.b_pid]
                 if starting.b_exit is None:
@@ -252,7 +256,6 @@ class _Server:
         else:
             assert b_pid is not None
             self._send({"type": "started", "id": starting.request_id, "pid": b_pid})
-            self._pool_works = True
             if starting.b_exit is None:
                 self._jobs.add(b_pid)
             else:

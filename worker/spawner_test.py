@@ -14,11 +14,10 @@ from worker.testing_spawner import (
     children_of,
     is_alive,
     needs_root,
-    only_pool_left,
     open_log,
-    pool_refilled,
     request,
     run,
+    scratch_cgroup,
     small_text,
     until,
     wait_for_text,
@@ -100,8 +99,8 @@ async def test_start_failure_names_step_errno_and_path(
     async with await Spawner.start() as spawner:
         with pytest.raises(StartFailed) as failure:
             await spawner.spawn(request(*argv, cwd=cwd), 1)
-        # Nothing of the job is left: the spawner's only child is its pooled sandbox.
-        assert await until(lambda: only_pool_left(spawner.pid), 10)
+        # Nothing of the job is left: the spawner has no child.
+        assert await until(lambda: not children_of(spawner.pid), 10)
         assert spawner.alive
     assert (failure.value.step, failure.value.errno) == (step, err)
     assert named in str(failure.value)
@@ -143,8 +142,7 @@ async def test_spawner_killed_fails_waits_and_takes_jobs_with_it(tmp_path: Path)
         fd = open_log(tmp_path / "log")
         pids = [await spawner.spawn(request("/bin/sleep", "1000"), fd) for _ in range(3)]
         os.close(fd)
-        # The jobs and the pooled sandbox (which has no PDEATHSIG yet, but sees EOF).
-        assert await until(lambda: len(children_of(spawner.pid)) == 4, 10)
+        assert await until(lambda: len(children_of(spawner.pid)) == 3, 10)
         family = children_of(spawner.pid)
         os.kill(spawner.pid, signal.SIGKILL)
         for pid in pids:
@@ -182,7 +180,7 @@ async def test_cancelled_spawns_leave_no_job(tmp_path: Path) -> None:
                 await spawner.kill(outcome, signal.SIGKILL)
                 await spawner.wait(outcome)
         os.close(fd)
-        assert await until(lambda: only_pool_left(spawner.pid), 10)
+        assert await until(lambda: not children_of(spawner.pid), 10)
         assert spawner.alive
 
 
@@ -203,49 +201,34 @@ async def test_invalid_signal_is_rejected() -> None:
 async def test_spawner_keeps_no_fd_per_job(tmp_path: Path) -> None:
     async with await Spawner.start() as spawner:
         await run(spawner, request("/bin/true"), tmp_path / "warmup")
-        # Both counts with the pool refilled: its sandbox holds fds in the spawner too, and
-        # the refill runs only after a quiet moment.
-        assert await until(lambda: pool_refilled(spawner.pid), 10)
         before = len(os.listdir(f"/proc/{spawner.pid}/fd"))
         for i in range(20):
             await run(spawner, request("/bin/true"), tmp_path / f"log{i}")
         with pytest.raises(StartFailed):
             await spawner.spawn(request("nosuchbinary"), 1)
-        assert await until(lambda: pool_refilled(spawner.pid), 10)
         after = len(os.listdir(f"/proc/{spawner.pid}/fd"))
-    # The pooled sandbox's two setup pipes may or may not be open at either count, depending
-    # on how far its setup got; one leaked fd per job would show as +21.
-    assert after <= before + 2, f"spawner fds grew from {before} to {after} over 21 jobs"
+    assert after == before, f"spawner fds went from {before} to {after} over 21 jobs"
 
 
-@pytest.fixture
-def scratch_cgroup() -> Iterator[Path]:
-    """A fresh cgroup of the pids hierarchy (v1) or of the unified one (v2), removed after."""
-    pids_v1 = Path("/sys/fs/cgroup/pids")
-    root = pids_v1 if pids_v1.is_dir() else Path("/sys/fs/cgroup")
-    path = root / f"spawner-test-{os.getpid()}"
-    path.mkdir()
-    try:
+@pytest.fixture(name="cgroup")
+def _cgroup() -> Iterator[Path]:
+    with scratch_cgroup("spawner-test") as path:
         yield path
-    finally:
-        path.rmdir()
 
 
-async def test_job_is_in_its_cgroup_from_the_start(tmp_path: Path, scratch_cgroup: Path) -> None:
-    job = request(
-        "/bin/cat", "/proc/self/cgroup", cgroup_procs=(str(scratch_cgroup / "cgroup.procs"),)
-    )
+async def test_job_is_in_its_cgroup_from_the_start(tmp_path: Path, cgroup: Path) -> None:
+    job = request("/bin/cat", "/proc/self/cgroup", cgroup_procs=(str(cgroup / "cgroup.procs"),))
     async with await Spawner.start() as spawner:
         status, output = await run(spawner, job, tmp_path / "log")
     assert status.exit_code == 0
-    assert f":/{scratch_cgroup.name}\n" in output
+    assert f":/{cgroup.name}\n" in output
 
 
-async def test_a_pids_limit_of_one_still_starts(tmp_path: Path, scratch_cgroup: Path) -> None:
-    if not (scratch_cgroup / "pids.max").exists():
+async def test_a_pids_limit_of_one_still_starts(tmp_path: Path, cgroup: Path) -> None:
+    if not (cgroup / "pids.max").exists():
         pytest.skip("no pids controller in this hierarchy")
-    (scratch_cgroup / "pids.max").write_text("1")
-    procs = (str(scratch_cgroup / "cgroup.procs"),)
+    (cgroup / "pids.max").write_text("1")
+    procs = (str(cgroup / "cgroup.procs"),)
     async with await Spawner.start() as spawner:
         alone, _ = await run(spawner, request("/bin/true", cgroup_procs=procs), tmp_path / "a")
         forking, output = await run(

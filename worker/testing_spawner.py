@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -78,25 +78,22 @@ def children_of(pid: int) -> set[int]:
         return set()
 
 
-def pool_refilled(spawner_pid: int) -> bool:
-    """Whether the spawner's only child is its pooled sandbox (so its fds are all there)."""
-    children = children_of(spawner_pid)
-    with contextlib.suppress(FileNotFoundError):
-        return len(children) == 1 and os.stat(f"/proc/{children.pop()}").st_uid == 0
-    return False
+@contextlib.contextmanager
+def scratch_cgroup(name: str) -> Iterator[Path]:
+    """Makes a cgroup of the pids hierarchy (v1) or of the unified one (v2); removes it after."""
+    pids_v1 = Path("/sys/fs/cgroup/pids")
+    root = pids_v1 if pids_v1.is_dir() else Path("/sys/fs/cgroup")
+    path = root / f"{name}-{os.getpid()}"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        path.rmdir()
 
 
-def only_pool_left(spawner_pid: int) -> bool:
-    """Whether the spawner's children are at most its one pooled sandbox (still root).
-
-    A job's init runs as nobody from the privilege drop on, so no job is among them.
-    """
-    children = children_of(spawner_pid)
-    owners = set()
-    for child in children:
-        with contextlib.suppress(FileNotFoundError):
-            owners.add(os.stat(f"/proc/{child}").st_uid)
-    return len(children) <= 1 and owners <= {0}
+def procs_of(cgroup: Path) -> set[int]:
+    """The pids listed in a cgroup's cgroup.procs."""
+    return {int(p) for p in small_text(cgroup / "cgroup.procs").split()}
 
 
 def pid_namespace(pid: int) -> str:
