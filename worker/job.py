@@ -33,6 +33,17 @@ def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
+async def _undo_cgroup(cgroup: JobCgroup, err: BaseException) -> None:
+    """Removes a failed start's cgroup; a cleanup failure is noted on ``err``."""
+    try:
+        # Whatever is in it dies here: a prepared sandbox, or a child that got in before
+        # its spawner died.
+        await kill_until_empty(cgroup)
+        await cgroup.remove()
+    except CgroupError as cleanup:
+        err.add_note(f"cleaning up the failed start also failed: {cleanup}")
+
+
 class Job:
     """One job: what was asked, the kernel resources it holds, and what happened to it.
 
@@ -95,8 +106,12 @@ class Job:
         spawner: Spawner,
         uid: int,
         gid: int,
+        spare: JobCgroup | None = None,
     ) -> Job:
         """Creates the job's log and cgroup and spawns its program into them.
+
+        ``spare`` is the job's cgroup made ahead of time, without limits, with a sandbox
+        prepared in it under the key ``job_id`` (worker/spare.py); None creates it here.
 
         Returns:
             The running job; the caller must run its `supervise` in a task it owns.
@@ -108,12 +123,20 @@ class Job:
         On any failure everything is undone before raising: no process, cgroup or log
         remains, so a start failure is never a job that "exited 127".
         """
-        log = OutputLog.create(logs_dir / job_id, watcher)
         try:
-            cgroup = driver.create(job_id, limits)
-        except BaseException:
-            log.delete()
+            log = OutputLog.create(logs_dir / job_id, watcher)
+        except BaseException as err:
+            if spare is not None:
+                await _undo_cgroup(spare, err)
             raise
+        if spare is not None:
+            cgroup = spare
+        else:
+            try:
+                cgroup = driver.create(job_id, limits)
+            except BaseException:
+                log.delete()
+                raise
         request = SpawnRequest(
             argv=spec.argv,
             env=dict(spec.env),
@@ -123,20 +146,18 @@ class Job:
             cgroup_procs=cgroup.procs_files,
         )
         try:
+            if spare is not None:
+                # Before the spawn: the prepared sandbox runs nothing of the job until then.
+                spare.apply(limits)
             writer = log.open_writer()
             try:
-                pid = await spawner.spawn(request, writer)
+                pid = await spawner.spawn(request, writer, job_id if spare is not None else None)
             finally:
                 # The job holds its own copies as fds 1 and 2 now; ours must go, so that
                 # only the job's processes keep the log open for writing.
                 os.close(writer)
         except BaseException as err:
-            try:
-                # A child that got into the cgroup before its spawner died is killed here.
-                await kill_until_empty(cgroup)
-                await cgroup.remove()
-            except CgroupError as cleanup:
-                err.add_note(f"cleaning up the failed start also failed: {cleanup}")
+            await _undo_cgroup(cgroup, err)
             log.delete()
             if isinstance(err, SpawnerLost):
                 raise StartFailed("spawn", f"the spawner process died: {err}") from err

@@ -103,15 +103,21 @@ async def test_chunks_are_at_most_64_kib(tmp_path: Path) -> None:
     assert max(sizes) <= 64 * 1024 and min(sizes) > 0
 
 
-def _open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+def _fds_of(path: Path) -> int:
+    """How many of this process's fds are open on ``path``."""
+    targets = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):  # The listing's own fd, closed since.
+            targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return targets.count(str(path))
 
 
 async def test_cancelled_reader_returns_promptly_and_releases_its_fd(tmp_path: Path) -> None:
     script = "import sys, time; print('ready', flush=True); time.sleep(1000)"
     async with JobManager(config(tmp_path, default_grace=0.0)) as manager:
         started = await manager.start(job(PYTHON, "-c", script))
-        fds_before = _open_fds()
+        log = tmp_path / "data" / "logs" / started.job_id
+        fds_before = _fds_of(log)
         got_first = asyncio.Event()
 
         async def follow() -> None:
@@ -120,12 +126,12 @@ async def test_cancelled_reader_returns_promptly_and_releases_its_fd(tmp_path: P
 
         task = asyncio.create_task(follow())
         await got_first.wait()
-        assert _open_fds() > fds_before  # The reader's own fd of the log.
+        assert _fds_of(log) == fds_before + 1  # The reader's own fd of the log.
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         assert task.cancelled()
-        assert _open_fds() == fds_before
+        assert _fds_of(log) == fds_before
         assert (await manager.status(started.job_id)).state is JobState.RUNNING
         stopped = await manager.stop(started.job_id)
     assert stopped.state is JobState.STOPPED

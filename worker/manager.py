@@ -21,6 +21,7 @@ from typing import Any, Self
 from worker.cgroup import open_driver
 from worker.cgroup.base import CgroupDriver
 from worker.errors import (
+    CgroupError,
     InvalidSpec,
     JobNotFound,
     ManagerClosed,
@@ -28,6 +29,7 @@ from worker.errors import (
 from worker.ids import is_job_id, new_job_id
 from worker.job import Job
 from worker.output_log import LogWatcher
+from worker.spare import SpareKeeper
 from worker.spawner import Spawner
 from worker.spec import JobSpec, Limits
 from worker.status import JobStatus
@@ -81,6 +83,7 @@ class JobManager:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._starting: set[asyncio.Task[tuple[Job, JobStatus]]] = set()
         self._driver: CgroupDriver | None = None
+        self._spares: SpareKeeper | None = None
         self._watcher: LogWatcher | None = None
         self._spawner: Spawner | None = None
         # Guards replacing a dead spawner, which spans the await of starting a new one.
@@ -111,6 +114,8 @@ class JobManager:
             await self._driver.sweep()
             self._watcher = LogWatcher.open()
             self._spawner = await Spawner.start()
+            self._spares = SpareKeeper(self._driver)
+            self._spares.replenish(self._spawner)
         except BaseException:
             await self.aclose()
             raise
@@ -276,6 +281,10 @@ class JobManager:
             # A job that could not be stopped dies with its spawner (PDEATHSIG), and its
             # supervisor then reports it FAILED.
             await spawner.aclose()
+        if self._spares is not None:
+            # Shutdown goes on: a cgroup left behind is removed by the next manager's sweep.
+            with contextlib.suppress(CgroupError):
+                await self._spares.aclose()
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         for job in self._jobs.values():
@@ -302,10 +311,11 @@ class JobManager:
         return task
 
     async def _start(self, spec: JobSpec, limits: Limits) -> tuple[Job, JobStatus]:
-        assert self._driver is not None and self._watcher is not None
+        assert self._driver and self._watcher and self._spares
         spawner = await self._live_spawner()
+        spare = await self._spares.take(spawner)
         job = await Job.launch(
-            new_job_id(),
+            new_job_id() if spare is None else spare.job_id,
             spec,
             limits,
             logs_dir=self._logs_dir,
@@ -314,7 +324,9 @@ class JobManager:
             spawner=spawner,
             uid=self._config.job_uid,
             gid=self._config.job_gid,
+            spare=None if spare is None else spare.cgroup,
         )
+        self._spares.replenish_soon(spawner)
         self._jobs[job.job_id] = job
         self._own(job.supervise(), f"jobworker-supervise-{job.job_id}")
         # Taken now: a quick job may be final by the time the caller of start() resumes.

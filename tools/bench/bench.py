@@ -73,7 +73,7 @@ async def _run() -> None:
                 "1c' library start back to back, running",
                 lat(burst_running),
                 f"{burst_running.p50_ms / unshare.p50_ms:.2f} x 1b",
-                "no pause: the spawner's ready sandbox is used up",
+                "no pause: the next spare is still being made",
             ),
             Row(
                 "1d' library start back to back, exited",

@@ -29,9 +29,9 @@ async def start_latency(
     Args:
         data_dir: The manager's data directory.
         runs: How many starts to time.
-        spacing_s: Pause between starts. The spawner keeps one isolated sandbox ready and
-            refills it after a quiet moment, so spaced starts find it ready, while starts
-            back to back (0) pay for a fresh sandbox each time.
+        spacing_s: Pause between starts. The manager makes its next spare (cgroup and
+            sandbox, worker/spare.py) 1 ms after a start, so spaced starts find it ready,
+            while a start back to back (0) finds it still being made, or none.
     """
     spec = JobSpec(argv=TRUE, owner="bench", limits=BENCH_LIMITS)
     to_running, to_exited = [], []
