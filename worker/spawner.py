@@ -284,8 +284,9 @@ class Spawner:
             self._lose(SpawnerLost(f"spawner (pid {self._process.pid}): {reason}"))
 
     async def _death_reason(self) -> str:
+        # The socket closes when the spawner exits, so this returns at once unless it hangs.
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(1.0):
+            async with asyncio.timeout(_EXIT_TIMEOUT_S):
                 await self._process.wait()
         fatal = f" after an internal error: {self._fatal}" if self._fatal else ""
         return f"closed its socket{fatal} ({_describe_returncode(self._process.returncode)})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import os
@@ -10,6 +11,8 @@ import time
 from pathlib import Path
 
 from worker.cgroup.base import JOB_DIR_PREFIX, PARENT_DIR_NAME
+from worker.cgroup.ownership import parent_locked
+from worker.errors import CgroupError
 
 _SETTLE_SECONDS = 3.0
 
@@ -66,8 +69,18 @@ def _locked(path: str) -> bool:
 
 
 def _unowned(paths: frozenset[str]) -> list[str]:
-    """Returns the job cgroups in ``paths`` whose job no live driver owns, and that exist."""
-    owned = {os.path.basename(p) for p in paths if _locked(p)}
+    """Returns the job cgroups in ``paths`` whose job no live driver owns, and that exist.
+
+    Each probe holds the parent's lock exclusively, as a sweep does: a probe between another
+    driver's mkdir and its lock would make that driver's create fail.
+    """
+    owned = set()
+    for path in paths:
+        parent = Path(path).parent
+        # CgroupError: the parent is gone, and the job with it.
+        with contextlib.suppress(CgroupError), parent_locked(parent, exclusive=True):
+            if _locked(path):
+                owned.add(os.path.basename(path))
     return sorted(p for p in paths if os.path.basename(p) not in owned and os.path.isdir(p))
 
 

@@ -7,6 +7,7 @@ asyncio task, a thread, an fd, a child process or a job cgroup.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import inspect
 import os
 from collections.abc import Iterator
@@ -58,5 +59,17 @@ def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def pytest_configure(config: Any) -> None:
-    """Registers the markers this plugin reads."""
+    """Registers the markers this plugin reads, and the hypothesis profile where present."""
     config.addinivalue_line("markers", "allow_leaks: skip the leak check (module fixtures only)")
+    # Only targets that use hypothesis depend on it. Their examples are the same on every
+    # run, and have no deadline: a stall of the TCG VM or of a loaded host is not a failure.
+    if importlib.util.find_spec("hypothesis") is not None:
+        import hypothesis
+
+        hypothesis.settings.register_profile(
+            "jobworker",
+            deadline=None,
+            derandomize=True,
+            suppress_health_check=[hypothesis.HealthCheck.too_slow],
+        )
+        hypothesis.settings.load_profile("jobworker")

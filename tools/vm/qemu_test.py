@@ -58,7 +58,7 @@ def test_boot_streams_the_console_and_returns_the_exit_code(tmp_path: Path) -> N
 def test_boot_kills_a_hung_guest_at_the_timeout(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     fake = _fake_qemu(tmp_path, f"echo $$ > {pid_file}; echo booted; exec sleep 600")
-    run = qemu.boot(fake, _config(tmp_path, 1.0), lambda _: None)
+    run = qemu.boot(fake, _config(tmp_path, 5.0), lambda _: None)
     assert run.timed_out
     assert run.exit_code == -signal.SIGKILL
     assert run.console == "booted\n"
