@@ -12,6 +12,9 @@ DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 # Linux refuses execve() with more than ARG_MAX (usually 2 MiB) of argv plus environment;
 # a tighter bound keeps requests small and errors early and clear.
 MAX_ARGS_BYTES = 128 * 1024
+# PATH_MAX: chdir(2) refuses longer paths with ENAMETOOLONG. Together with MAX_ARGS_BYTES it
+# bounds the spawn message (worker/spawn_protocol.py, MAX_MESSAGE).
+MAX_CWD_BYTES = 4096
 MAX_OWNER_LEN = 256
 
 
@@ -23,6 +26,12 @@ def _check_text(field: str, value: object, *, allow_empty: bool = False) -> str:
     if "\x00" in value:
         raise InvalidSpec(field, "must not contain NUL bytes")
     return value
+
+
+def _size(text: str) -> int:
+    # As execve(2) and chdir(2) get it: os.fsencode() turns the lone surrogates of
+    # undecodable file names back into their bytes.
+    return len(text.encode(errors="surrogateescape"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -123,14 +132,16 @@ class JobSpec:
             if "=" in key:
                 raise InvalidSpec(f"env[{key!r}]", "key must not contain '='")
             env[key] = _check_text(f"env[{key!r}]", value, allow_empty=True)
-        size = sum(len(a.encode()) + 1 for a in checked) + sum(
-            len(k.encode()) + len(v.encode()) + 2 for k, v in env.items()
+        size = sum(_size(a) + 1 for a in checked) + sum(
+            _size(k) + _size(v) + 2 for k, v in env.items()
         )
         if size > MAX_ARGS_BYTES:
             raise InvalidSpec("argv", f"argv and env total {size} bytes, over {MAX_ARGS_BYTES}")
         _check_text("cwd", self.cwd)
         if not self.cwd.startswith("/"):
             raise InvalidSpec("cwd", "must be an absolute path")
+        if _size(self.cwd) >= MAX_CWD_BYTES:
+            raise InvalidSpec("cwd", f"must be shorter than {MAX_CWD_BYTES} bytes")
         if not isinstance(self.limits, Limits):
             raise InvalidSpec("limits", "must be a Limits value")
         object.__setattr__(self, "argv", checked)
