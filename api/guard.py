@@ -18,7 +18,7 @@ import grpc
 from absl import logging
 from google.protobuf import message as protobuf_message
 
-from api import errors, policy
+from api import errors, identity, policy
 from api.identity import Identity, peer_identity
 from worker.errors import InvalidSpec
 
@@ -81,6 +81,7 @@ async def _guarded(method: str, context: Context, request: object) -> AsyncItera
             )
         if isinstance(request, _Undecodable):
             raise InvalidSpec("request", request.reason)
+        identity.authenticated(record.caller)
         yield record
     except grpc.aio.AbortError:
         if record.code is grpc.StatusCode.OK:  # A wrapped servicer (health) aborted itself.

@@ -9,6 +9,7 @@ metadata, no request field, no other authentication.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 from collections.abc import Iterable, Mapping
 
@@ -85,3 +86,22 @@ def identity_from_auth_context(auth_context: Mapping[str, Iterable[bytes]]) -> I
 def peer_identity(context: grpc.aio.ServicerContext[object, object]) -> Identity | None:
     """Returns the identity of the peer of a server call, or None if unauthenticated."""
     return identity_from_auth_context(context.auth_context())
+
+
+# Set by the guard (api/guard.py) in the task that serves one RPC, once the caller passed
+# authentication and the policy; the servicer reads it instead of parsing the certificate
+# again. grpc.aio serves each RPC in a task of its own, and a task runs in its own copy of
+# the context, so the value is that RPC's alone and goes away with its task.
+_CALLER: contextvars.ContextVar[Identity | None] = contextvars.ContextVar(
+    "jobworker_caller", default=None
+)
+
+
+def authenticated(caller: Identity) -> None:
+    """Records ``caller`` as the authenticated caller of the RPC the current task serves."""
+    _CALLER.set(caller)
+
+
+def current_caller() -> Identity | None:
+    """Returns the caller the guard authenticated for this task's RPC, or None."""
+    return _CALLER.get()

@@ -8,6 +8,7 @@ from api import tls_policy
 # module may start an in-process daemon, so this module must not import grpc first.
 tls_policy.forbid_tls12()
 
+import asyncio  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -15,7 +16,7 @@ import pytest  # noqa: E402
 from cryptography import x509  # noqa: E402
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
 
-from api import pki  # noqa: E402
+from api import identity, pki  # noqa: E402
 from api.identity import Identity, identity_from_auth_context, identity_from_pem  # noqa: E402
 from api.role import ROLE_OID, Role  # noqa: E402
 
@@ -87,3 +88,16 @@ def test_auth_context_with_two_certificates_is_refused(ca: pki.Credential) -> No
     pem = pki.issue_client(ca, "alice", Role.USER).cert_pem()
     assert identity_from_auth_context({"x509_pem_cert": [pem]}) == Identity("alice", Role.USER)
     assert identity_from_auth_context({"x509_pem_cert": [pem, pem]}) is None
+
+
+async def test_each_rpc_task_sees_only_its_own_authenticated_caller() -> None:
+    both_set = asyncio.Barrier(2)
+
+    async def serve(caller: Identity) -> Identity | None:
+        identity.authenticated(caller)
+        await both_set.wait()  # The other task has set its caller by now.
+        return identity.current_caller()
+
+    alice, bob = Identity("alice", Role.USER), Identity("bob", Role.ADMIN)
+    assert list(await asyncio.gather(serve(alice), serve(bob))) == [alice, bob]
+    assert identity.current_caller() is None  # Nothing leaked out of the tasks.

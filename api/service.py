@@ -12,7 +12,7 @@ from typing import Any
 
 from api import convert, policy
 from api.backend import JobBackend
-from api.identity import Identity, peer_identity
+from api.identity import Identity, current_caller
 from jobworker.v1 import jobworker_pb2 as pb
 from jobworker.v1 import jobworker_pb2_grpc
 from worker.errors import JobNotFound
@@ -25,9 +25,9 @@ MAX_CHUNK_BYTES = 64 * 1024
 Context = Any  # grpc.aio.ServicerContext; the stubs' generics add nothing here.
 
 
-def _caller(context: Context) -> Identity:
-    caller = peer_identity(context)
-    if caller is None:  # The guard refuses such calls first; never trust that alone.
+def _caller() -> Identity:
+    caller = current_caller()
+    if caller is None:  # Only the guard sets it, after authentication; never serve without.
         raise PermissionError("unauthenticated caller reached the servicer")
     return caller
 
@@ -51,7 +51,7 @@ class JobWorkerService(jobworker_pb2_grpc.JobWorkerServicer):  # type: ignore[mi
         self, request: pb.StartJobRequest, context: Context
     ) -> pb.StartJobResponse:
         """Starts a job owned by the caller."""
-        caller = _caller(context)
+        caller = _caller()
         spec = convert.spec_from_request(request, owner=caller.user)
         status = await self._backend.start(spec)
         return pb.StartJobResponse(job=convert.status_to_pb(status))
@@ -61,7 +61,7 @@ class JobWorkerService(jobworker_pb2_grpc.JobWorkerServicer):  # type: ignore[mi
     ) -> pb.StopJobResponse:
         """Stops a job the caller may act on and returns its final status."""
         grace = convert.grace(request)
-        status = await self._load(policy.STOP_JOB, _caller(context), request.job_id)
+        status = await self._load(policy.STOP_JOB, _caller(), request.job_id)
         final = await self._backend.stop(status.job_id, grace)
         return pb.StopJobResponse(job=convert.status_to_pb(final))
 
@@ -69,14 +69,14 @@ class JobWorkerService(jobworker_pb2_grpc.JobWorkerServicer):  # type: ignore[mi
         self, request: pb.GetJobRequest, context: Context
     ) -> pb.GetJobResponse:
         """Returns the status of a job the caller may act on."""
-        status = await self._load(policy.GET_JOB, _caller(context), request.job_id)
+        status = await self._load(policy.GET_JOB, _caller(), request.job_id)
         return pb.GetJobResponse(job=convert.status_to_pb(status))
 
     async def ListJobs(  # noqa: N802
         self, request: pb.ListJobsRequest, context: Context
     ) -> pb.ListJobsResponse:
         """Lists the caller's jobs, or every job for an admin."""
-        owner = policy.owner_filter(policy.LIST_JOBS, _caller(context))
+        owner = policy.owner_filter(policy.LIST_JOBS, _caller())
         jobs = await self._backend.list(owner)
         return pb.ListJobsResponse(jobs=[convert.status_to_pb(job) for job in jobs])
 
@@ -91,7 +91,7 @@ class JobWorkerService(jobworker_pb2_grpc.JobWorkerServicer):  # type: ignore[mi
         reader at once instead of leaving it to the garbage collector.
         """
         start = convert.offset(request)
-        status = await self._load(policy.STREAM_OUTPUT, _caller(context), request.job_id)
+        status = await self._load(policy.STREAM_OUTPUT, _caller(), request.job_id)
         position = start
         chunks = self._backend.output(status.job_id, start, request.follow)
         try:

@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc  # noqa: E402
 
 from api import pki, server  # noqa: E402
+from api.service import JobWorkerService  # noqa: E402
 from api.testing_daemon import (  # noqa: E402
     RPC_TIMEOUT,
     job_worker_stub,
@@ -229,3 +230,10 @@ async def test_a_second_daemon_cannot_share_the_port(pki_dir: Path) -> None:
         # grpc's default SO_REUSEPORT would let this bind succeed and split the traffic.
         with pytest.raises(RuntimeError):
             server.build(FakeJobManager(), credentials, daemon.address)
+
+
+async def test_the_servicer_refuses_a_call_the_guard_did_not_authenticate() -> None:
+    # Defense in depth: only the guard records an authenticated caller for an RPC's task.
+    service = JobWorkerService(FakeJobManager())
+    with pytest.raises(PermissionError, match="unauthenticated"):
+        await service.ListJobs(pb.ListJobsRequest(), context=None)
