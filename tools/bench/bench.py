@@ -138,7 +138,8 @@ async def _run() -> None:
                     f"+{(peak - before) / _MiB:.1f} MiB",
                 )
             )
-            scale = await daemon_rows.scale(daemon, _SCALE_JOBS.value, 1000)
+            async with grpc_ceiling.unary_echo(pki) as bare_call:
+                scale = await daemon_rows.scale(daemon, _SCALE_JOBS.value, 1000, bare_call)
             rows += [
                 Row(f"4 start {_SCALE_JOBS.value} sleeping jobs", f"{scale['start_all_s']:.1f} s"),
                 Row(
@@ -147,7 +148,12 @@ async def _run() -> None:
                     note=f"RSS {scale['rss_after'] / _MiB:.0f} MiB at {_SCALE_JOBS.value} jobs",
                 ),
                 Row("4 extra processes per job", f"{scale['extra_procs_per_job']:.3f}"),
-                Row("4 GetJob under load", lat(scale["getjob"])),
+                Row(
+                    "4 GetJob under load",
+                    lat(scale["getjob"]),
+                    f"p99 {scale['getjob'].p99_ms / scale['bare_unary'].p99_ms:.2f} x bare",
+                ),
+                Row("4 bare grpc.aio unary, same mTLS, interleaved", lat(scale["bare_unary"])),
             ]
         leaks = await library_rows.leaks_after(work / "seq", _SEQUENTIAL_JOBS.value)
         rows.append(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from jobworker.v1 import jobworker_pb2 as pb
@@ -109,8 +110,14 @@ def _process_count() -> int:
     return sum(1 for name in os.listdir("/proc") if name.isdigit())
 
 
-async def scale(daemon: Daemon, jobs: int, probes: int) -> dict[str, Any]:
-    """Starts ``jobs`` sleeping jobs at once; measures time, RSS, processes and GetJob."""
+async def scale(
+    daemon: Daemon, jobs: int, probes: int, baseline: Callable[[], Awaitable[object]]
+) -> dict[str, Any]:
+    """Starts ``jobs`` sleeping jobs at once; measures time, RSS, processes and GetJob.
+
+    Each GetJob alternates with a call of ``baseline`` (a bare unary call over the same mTLS),
+    so that both see the same machine.
+    """
     rss_before, procs_before = rss_bytes(daemon.pid), _process_count()
     async with daemon.channel() as channel:
         api = stub(channel)
@@ -129,11 +136,14 @@ async def scale(daemon: Daemon, jobs: int, probes: int) -> dict[str, Any]:
         ids = await asyncio.gather(*(start_one() for _ in range(jobs)))
         start_all = time.perf_counter() - begin
         rss_after, procs_after = rss_bytes(daemon.pid), _process_count()
-        samples = []
+        samples, bare = [], []
         for i in range(probes):
             t0 = time.perf_counter()
             await api.GetJob(pb.GetJobRequest(job_id=ids[i % len(ids)]), timeout=_TIMEOUT)
-            samples.append(time.perf_counter() - t0)
+            t1 = time.perf_counter()
+            await baseline()
+            samples.append(t1 - t0)
+            bare.append(time.perf_counter() - t1)
 
         async def stop_one(job_id: str) -> None:
             async with limit:
@@ -148,4 +158,5 @@ async def scale(daemon: Daemon, jobs: int, probes: int) -> dict[str, Any]:
         "rss_after": rss_after,
         "extra_procs_per_job": (procs_after - procs_before - jobs) / jobs,
         "getjob": Latency.of(samples),
+        "bare_unary": Latency.of(bare),
     }

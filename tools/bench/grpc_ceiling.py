@@ -2,18 +2,21 @@
 
 It uses the same mTLS credentials as jobworkerd, with no service logic and no file reads, so
 the jobworker throughput rows can be read as a fraction of what grpc.aio can do at all here.
+A bare unary echo gives the same baseline for the latency of one small call (GetJob).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import grpc
 
 _METHOD = "/jobworker.bench.Ceiling/Stream"
+_ECHO = "/jobworker.bench.Ceiling/Echo"
 _CHUNK = b"\0" * (64 * 1024)
 
 
@@ -64,5 +67,38 @@ async def ceiling_bytes_per_second(pki: Path, total: int, clients: int = 1) -> f
                 *(_drain(channel, total // len(_CHUNK)) for _ in range(clients))
             )
             return sum(sizes) / (time.perf_counter() - begin)
+    finally:
+        await server.stop(None)
+
+
+async def _echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+    return request
+
+
+@contextlib.asynccontextmanager
+async def unary_echo(pki: Path, size: int = 200) -> AsyncIterator[Callable[[], Awaitable[bytes]]]:
+    """Serves a bare unary echo; yields a function that makes one call of ``size`` bytes.
+
+    About the size of a GetJob response, so the two can be timed side by side.
+    """
+    server_creds, client_creds = _credentials(pki)
+    server = grpc.aio.server()
+    handler = grpc.unary_unary_rpc_method_handler(_echo)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("jobworker.bench.Ceiling", {"Echo": handler}),)
+    )
+    port = server.add_secure_port("127.0.0.1:0", server_creds)
+    await server.start()
+    try:
+        async with grpc.aio.secure_channel(f"localhost:{port}", client_creds) as channel:
+            call = channel.unary_unary(_ECHO, None, None)
+            payload = b"\0" * size
+
+            async def once() -> bytes:
+                reply: bytes = await call(payload, timeout=30)
+                return reply
+
+            await once()  # Connect: the handshake is not part of what is timed.
+            yield once
     finally:
         await server.stop(None)
