@@ -108,6 +108,7 @@ async def _run() -> None:
             ceiling = await grpc_ceiling.ceiling_bytes_per_second(pki, size)
             ceiling100 = await grpc_ceiling.ceiling_bytes_per_second(pki, size100, 100)
             one = await daemon_rows.throughput(daemon, size, 1)
+            written = await daemon_rows.throughput_of_written_log(daemon, size)
             ten = await daemon_rows.throughput(daemon, size, 10)
             hundred = await daemon_rows.throughput(daemon, size100, 100)
             mb = 1e6
@@ -118,6 +119,12 @@ async def _run() -> None:
                     "2 bare grpc.aio ceiling, 100 streams", f"{ceiling100 / mb:.0f} MB/s aggregate"
                 ),
                 Row("2 1 follower", f"{one / mb:.0f} MB/s", f"{one / ceiling:.2f} x ceiling"),
+                Row(
+                    "2 1 follower, log already written",
+                    f"{written / mb:.0f} MB/s",
+                    f"{written / ceiling:.2f} x ceiling",
+                    "job exited, log cached and written back",
+                ),
                 Row(
                     "2 10 followers",
                     f"{ten / mb:.0f} MB/s aggregate",
