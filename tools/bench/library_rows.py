@@ -58,10 +58,12 @@ async def leaks_after(data_dir: Path, jobs: int) -> dict[str, int]:
             await manager.wait((await manager.start(spec)).job_id)
         after = leakcheck.Snapshot.take()
         tasks_after = len(asyncio.all_tasks())
+    # Counts, not identities: each start takes the manager's spare cgroup (worker/spare.py)
+    # and a new one, with its own directories and lock fd, replaces it.
     return {
-        "fds": len(after.fds - before.fds),
+        "fds": len(after.fds) - len(before.fds),
         "tasks": tasks_after - tasks_before,
-        "processes": len(after.children - before.children),
-        "cgroup dirs": len(after.cgroups - before.cgroups),
-        "threads": len(after.threads - before.threads),
+        "processes": len(after.children) - len(before.children),
+        "cgroup dirs": len(after.cgroups) - len(before.cgroups),
+        "threads": len(after.threads) - len(before.threads),
     }
