@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tools.bench.stats import Latency
 from tools.testing import leakcheck
+from worker import spare
 from worker.manager import JobManager, ManagerConfig
 from worker.spec import JobSpec, Limits
 
@@ -52,10 +53,14 @@ async def leaks_after(data_dir: Path, jobs: int) -> dict[str, int]:
     async with JobManager(manager_config(data_dir)) as manager:
         # Warm up once so that lazily opened, long-lived resources are in the baseline.
         await manager.wait((await manager.start(spec)).job_id)
+        # A quick job can end before its start's replacement spare exists (1 ms later).
+        settle = spare.REPLENISH_DELAY_S * 20
+        await asyncio.sleep(settle)
         before = leakcheck.Snapshot.take()
         tasks_before = len(asyncio.all_tasks())
         for _ in range(jobs):
             await manager.wait((await manager.start(spec)).job_id)
+        await asyncio.sleep(settle)
         after = leakcheck.Snapshot.take()
         tasks_after = len(asyncio.all_tasks())
     # Counts, not identities: each start takes the manager's spare cgroup (worker/spare.py)
