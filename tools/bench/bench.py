@@ -90,11 +90,19 @@ async def _run() -> None:
         async with Daemon(work / "daemon").running() as daemon:
             warm = await daemon_rows.start_latency_warm(daemon, n)
             cold = await daemon_rows.start_latency_cold(daemon, _COLD_RUNS.value)
+            async with grpc_ceiling.unary_echo(daemon.pki_dir) as bare_call:
+                bare_spaced = await daemon_rows.spaced(bare_call, n)
             rows += [
                 Row(
                     "1e gRPC StartJob, warm channel",
                     lat(warm),
                     f"1c + {warm.p50_ms - running.p50_ms:.2f} ms",
+                ),
+                Row(
+                    "1h bare grpc.aio unary, same mTLS, 50 ms apart",
+                    lat(bare_spaced),
+                    f"{bare_spaced.p50_ms / (warm.p50_ms - running.p50_ms):.2f} x (1e - 1c)",
+                    "the framework's share of 1e - 1c",
                 ),
                 Row(
                     "1f gRPC StartJob, new channel",
