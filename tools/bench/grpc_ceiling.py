@@ -42,6 +42,10 @@ async def _serve_chunks(
         yield _CHUNK
 
 
+async def _echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+    return request
+
+
 async def _drain(channel: grpc.aio.Channel, chunks: int) -> int:
     call = channel.unary_stream(_METHOD, None, None)(chunks.to_bytes(8, "big"))
     received = 0
@@ -50,29 +54,35 @@ async def _drain(channel: grpc.aio.Channel, chunks: int) -> int:
     return received
 
 
-async def ceiling_bytes_per_second(pki: Path, total: int, clients: int = 1) -> float:
-    """Streams ``total`` bytes to each of ``clients`` and returns the aggregate bytes/s."""
+@contextlib.asynccontextmanager
+async def _bare_server(pki: Path) -> AsyncIterator[grpc.aio.Channel]:
+    """Serves Stream and Echo with no service logic; yields a channel to them over mTLS."""
     server_creds, client_creds = _credentials(pki)
     server = grpc.aio.server()
-    handler = grpc.unary_stream_rpc_method_handler(_serve_chunks)
+    handlers = {
+        "Stream": grpc.unary_stream_rpc_method_handler(_serve_chunks),
+        "Echo": grpc.unary_unary_rpc_method_handler(_echo),
+    }
     server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler("jobworker.bench.Ceiling", {"Stream": handler}),)
+        (grpc.method_handlers_generic_handler("jobworker.bench.Ceiling", handlers),)
     )
     port = server.add_secure_port("127.0.0.1:0", server_creds)
     await server.start()
     try:
         async with grpc.aio.secure_channel(f"localhost:{port}", client_creds) as channel:
-            begin = time.perf_counter()
-            sizes = await asyncio.gather(
-                *(_drain(channel, total // len(_CHUNK)) for _ in range(clients))
-            )
-            return sum(sizes) / (time.perf_counter() - begin)
+            yield channel
     finally:
         await server.stop(None)
 
 
-async def _echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
-    return request
+async def ceiling_bytes_per_second(pki: Path, total: int, clients: int = 1) -> float:
+    """Streams ``total`` bytes to each of ``clients`` and returns the aggregate bytes/s."""
+    async with _bare_server(pki) as channel:
+        begin = time.perf_counter()
+        sizes = await asyncio.gather(
+            *(_drain(channel, total // len(_CHUNK)) for _ in range(clients))
+        )
+        return sum(sizes) / (time.perf_counter() - begin)
 
 
 @contextlib.asynccontextmanager
@@ -81,24 +91,13 @@ async def unary_echo(pki: Path, size: int = 200) -> AsyncIterator[Callable[[], A
 
     About the size of a GetJob response, so the two can be timed side by side.
     """
-    server_creds, client_creds = _credentials(pki)
-    server = grpc.aio.server()
-    handler = grpc.unary_unary_rpc_method_handler(_echo)
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler("jobworker.bench.Ceiling", {"Echo": handler}),)
-    )
-    port = server.add_secure_port("127.0.0.1:0", server_creds)
-    await server.start()
-    try:
-        async with grpc.aio.secure_channel(f"localhost:{port}", client_creds) as channel:
-            call = channel.unary_unary(_ECHO, None, None)
-            payload = b"\0" * size
+    async with _bare_server(pki) as channel:
+        call = channel.unary_unary(_ECHO, None, None)
+        payload = b"\0" * size
 
-            async def once() -> bytes:
-                reply: bytes = await call(payload, timeout=30)
-                return reply
+        async def once() -> bytes:
+            reply: bytes = await call(payload, timeout=30)
+            return reply
 
-            await once()  # Connect: the handshake is not part of what is timed.
-            yield once
-    finally:
-        await server.stop(None)
+        await once()  # Connect: the handshake is not part of what is timed.
+        yield once
