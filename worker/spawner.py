@@ -1,9 +1,10 @@
 """Manager-side client of the spawner, the single-threaded fork server that starts jobs.
 
 The daemon runs grpcio's C threads, so it never runs code between fork and exec. Instead,
-``Spawner.start()`` launches worker/spawner_main.py once as a fresh interpreter, which forks
-per job. Protocol and ordering: worker/spawn_protocol.py. One reader and one writer task per
-Spawner, ended in ``aclose()``; any number of tasks may call its methods concurrently.
+``Spawner.start()`` launches worker/spawner_main.py once as a fresh interpreter
+(worker/spawner_launch.py), which forks per job. Protocol and ordering:
+worker/spawn_protocol.py. One reader and one writer task per Spawner, ended in ``aclose()``;
+any number of tasks may call its methods concurrently.
 """
 
 from __future__ import annotations
@@ -14,14 +15,11 @@ import itertools
 import os
 import signal
 import socket
-import subprocess
-import sys
 from typing import Any
 
 from worker.errors import SpawnerLost, StartFailed
 from worker.spawn_protocol import (
     MAX_MESSAGE,
-    SEND_BUFFER,
     ExitStatus,
     ProtocolError,
     SpawnRequest,
@@ -31,31 +29,11 @@ from worker.spawn_protocol import (
     exit_status,
     spawn_message,
 )
+from worker.spawner_launch import describe_returncode, launch
 
 __all__ = ["ExitStatus", "SpawnRequest", "Spawner"]
 
-# -I: ignore PYTHON* variables and the user site; -S: no site module. The daemon's sys.path
-# (Bazel runfiles, a zipapp, a venv) is handed over explicitly instead.
-_BOOTSTRAP = (
-    "import sys; sys.path[:0] = sys.argv[3:]; from worker.spawner_main import main; "
-    "main(int(sys.argv[1]), int(sys.argv[2]))"
-)
-# A fresh interpreter is ready in ~15 ms; these bound a broken machine, not a slow one.
-_READY_TIMEOUT_S = 30.0
-_EXIT_TIMEOUT_S = 10.0
-
-
-def _describe_returncode(returncode: int | None) -> str:
-    if returncode is None:
-        return "still running"
-    if returncode < 0:
-        return f"killed by {signal.Signals(-returncode).name}"
-    return f"exit status {returncode}"
-
-
-def _spawner_argv(sock_fd: int) -> list[str]:
-    paths = [os.path.abspath(p) for p in sys.path]
-    return [sys.executable, "-I", "-S", "-c", _BOOTSTRAP, str(sock_fd), str(os.getpid()), *paths]
+_EXIT_TIMEOUT_S = 10.0  # Bounds a broken machine, not a slow one.
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -88,49 +66,7 @@ class Spawner:
         Raises:
             SpawnerLost: The spawner could not be started.
         """
-        loop = asyncio.get_running_loop()
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
-            ours.setblocking(False)
-            # The C child of _posixsubprocess execs at once: no Python runs after fork.
-            # start_new_session: a terminal's Ctrl-C must not reach the spawner (and its
-            # jobs) before the daemon has stopped them in order.
-            process = await asyncio.create_subprocess_exec(
-                *_spawner_argv(theirs.fileno()),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                pass_fds=(theirs.fileno(),),
-                start_new_session=True,
-                env={},
-                cwd="/",
-            )
-        except OSError as err:
-            ours.close()
-            raise SpawnerLost(f"cannot start the spawner: {err}") from err
-        finally:
-            theirs.close()
-        try:
-            async with asyncio.timeout(_READY_TIMEOUT_S):
-                record = await loop.sock_recv(ours, MAX_MESSAGE)
-                message = decode(record) if record else {"type": "eof"}
-                if message["type"] != "ready" or message.get("pid") != process.pid:
-                    await process.wait()
-                    raise SpawnerLost(
-                        f"the spawner (pid {process.pid}) failed to start: "
-                        f"{message.get('message', message['type'])}, "
-                        f"{_describe_returncode(process.returncode)}"
-                    )
-        except BaseException as err:
-            ours.close()
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-            if isinstance(err, TimeoutError | ProtocolError):
-                raise SpawnerLost(f"the spawner (pid {process.pid}) did not start: {err}") from err
-            raise
-        return cls(process, ours)
+        return cls(*await launch())
 
     @property
     def pid(self) -> int:
@@ -289,7 +225,7 @@ class Spawner:
             async with asyncio.timeout(_EXIT_TIMEOUT_S):
                 await self._process.wait()
         fatal = f" after an internal error: {self._fatal}" if self._fatal else ""
-        return f"closed its socket{fatal} ({_describe_returncode(self._process.returncode)})"
+        return f"closed its socket{fatal} ({describe_returncode(self._process.returncode)})"
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message["type"]
