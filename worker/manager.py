@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import math
 import os
 from collections.abc import AsyncGenerator, Coroutine
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from worker.cgroup import open_driver
 from worker.cgroup.base import CgroupDriver
+from worker.config import ManagerConfig
 from worker.errors import (
     CgroupError,
     InvalidSpec,
@@ -35,31 +34,8 @@ from worker.spec import JobSpec, Limits
 from worker.status import JobStatus
 from worker.usage import read_usage
 
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ManagerConfig:
-    """How the manager runs jobs.
-
-    Attributes:
-        data_dir: Directory for the manager's data, created with mode 0700 when missing;
-            job logs live in ``data_dir / "logs"``.
-        job_uid: The unprivileged user id jobs run as.
-        job_gid: The group id jobs run as; supplementary groups are cleared.
-        default_grace: Seconds between SIGTERM and SIGKILL when stop() is given no grace.
-        default_limits: Limits applied to the fields a spec leaves unset.
-        max_limits: Upper bounds; a spec above one fails with InvalidSpec("limits.<name>").
-        cgroup_root: Where the cgroup hierarchies are mounted.
-        io_paths: Filesystems whose backing disks get the IO limits.
-    """
-
-    data_dir: Path
-    job_uid: int = 65534
-    job_gid: int = 65534
-    default_grace: float = 5.0
-    default_limits: Limits = dataclasses.field(default_factory=Limits)
-    max_limits: Limits = dataclasses.field(default_factory=Limits)
-    cgroup_root: Path = Path("/sys/fs/cgroup")
-    io_paths: tuple[str, ...] = ("/",)
+# ManagerConfig lives in worker/config.py; callers import both from here.
+__all__ = ["JobManager", "ManagerConfig"]
 
 
 class JobManager:
