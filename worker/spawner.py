@@ -89,7 +89,15 @@ class Spawner:
         self._replies[request_id] = future
         # A dup: the caller may close its fd as soon as we return or are cancelled.
         self._outbox.put_nowait((request_id, record, None if fd is None else os.dup(fd)))
-        reply: dict[str, Any] = await future
+        try:
+            reply: dict[str, Any] = await future
+        except asyncio.CancelledError:
+            # The reply can arrive just before the cancellation, which then wins: a job it
+            # started must not outlive a caller that never learns its pid.
+            late = future.result() if future.done() and not future.cancelled() else None
+            if late is not None and late["type"] == "started":
+                self._abandon(late["pid"])
+            raise
         return reply
 
     def prepare(self, key: str, cgroup_procs: tuple[str, ...]) -> None:
@@ -245,11 +253,7 @@ class Spawner:
             if kind == "started":
                 pid = message["pid"]
                 if reply.cancelled():
-                    # Nobody will ever know this job: kill it and drop its exit report.
-                    self._abandoned.add(pid)
-                    kill = {"type": "kill", "pid": pid, "signal": signal.SIGKILL, "id": -pid}
-                    self._replies[-pid] = asyncio.get_running_loop().create_future()
-                    self._outbox.put_nowait((-pid, encode(kill), None))
+                    self._abandon(pid)
                     return
                 # Registered before the reply is seen: the exit report may be next.
                 self._exits[pid] = asyncio.get_running_loop().create_future()
@@ -257,6 +261,16 @@ class Spawner:
                 reply.set_result(message)
         else:
             raise ProtocolError(f"unexpected message {kind!r}")
+
+    def _abandon(self, pid: int) -> None:
+        """Kills a started job that nobody will ever know of, and drops its exit report."""
+        exit_future = self._exits.pop(pid, None)
+        if exit_future is not None and exit_future.done():
+            return  # It has ended and been reported already: nothing left to kill or drop.
+        self._abandoned.add(pid)
+        kill = {"type": "kill", "pid": pid, "signal": signal.SIGKILL, "id": -pid}
+        self._replies[-pid] = asyncio.get_running_loop().create_future()
+        self._outbox.put_nowait((-pid, encode(kill), None))
 
     def _lose(self, error: SpawnerLost) -> None:
         if self._lost is None:
