@@ -16,7 +16,14 @@ from worker.cgroup.base import CgroupDriver, JobCgroup
 from worker.spec import Limits
 
 # Joins every cgroup.procs named in $JOIN ("0" means the writer), then execs "$@".
-JOIN_SCRIPT = 'for f in $JOIN; do echo 0 > "$f" || exit 99; done; exec "$@"'
+# TODO: find why, only when Bazel runs the cgroup tests, opening the cgroup.procs of a
+# just-made v1 cpuacct directory sometimes fails with ENOENT while the directory exists
+# (listed before and after); retrying here keeps these tests about what they assert. The
+# spawner's join has not shown it (see the issue 4 note).
+JOIN_SCRIPT = (
+    'for f in $JOIN; do n=0; until echo 0 2>/dev/null > "$f"; do n=$((n + 1)); '
+    '[ "$n" -lt 50 ] || exit 99; sleep 0.01; done; done; exec "$@"'
+)
 
 
 async def start_in(
