@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import json
 import os
 import select
 import signal
@@ -30,7 +29,15 @@ import socket
 from typing import NoReturn
 
 from worker import linux
-from worker.spawn_protocol import MAX_MESSAGE, SpawnRequest, write_report
+from worker.spawn_protocol import (
+    MAX_MESSAGE,
+    ReportPid,
+    Spawn,
+    SpawnRequest,
+    StepError,
+    decode,
+    write_report,
+)
 
 NAMESPACES = linux.CLONE_NEWPID | linux.CLONE_NEWNS | linux.CLONE_NEWNET
 _FRESH_MOUNT_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
@@ -67,9 +74,7 @@ class _StepFailed(Exception):
 
 def _fail(channels: Channels, step: str, errno: int | None, detail: str) -> NoReturn:
     try:
-        write_report(
-            channels.report_fd, {"type": "error", "step": step, "errno": errno, "detail": detail}
-        )
+        write_report(channels.report_fd, StepError(step, errno, detail))
     finally:
         os._exit(_SETUP_FAILED)
 
@@ -136,9 +141,7 @@ def _isolate(channels: Channels, parent_pidfd: int) -> None:
     try:
         # The host's /proc is still mounted here: /proc/self names B's pid as the spawner
         # sees it. B reports itself, so a job is known even if A is killed after the fork.
-        # Formatted by hand: every module a forked child touches costs copy-on-write faults.
-        pid = int(os.readlink("/proc/self"))
-        os.write(channels.report_fd, b'{"type":"pid","pid":%d}\n' % pid)
+        write_report(channels.report_fd, ReportPid(int(os.readlink("/proc/self"))))
         step, detail = "mount", "/"
         # Private first, recursively: otherwise the proc mount below would propagate to the
         # host's shared "/" (mount_namespaces(7), "Shared subtrees").
@@ -187,16 +190,10 @@ def _receive_job(control_fd: int) -> tuple[SpawnRequest, int]:
         record, fds, _, _ = socket.recv_fds(control, MAX_MESSAGE, 1)
     if not record or len(fds) != 1:
         os._exit(_SETUP_FAILED)
-    message = json.loads(record)
-    job = SpawnRequest(
-        argv=tuple(message["argv"]),
-        env=message["env"],
-        cwd=message["cwd"],
-        uid=message["uid"],
-        gid=message["gid"],
-        cgroup_procs=tuple(message["cgroup_procs"]),
-    )
-    return job, fds[0]
+    spawn = decode(record)
+    if not isinstance(spawn, Spawn):
+        raise TypeError(f"expected a spawn record, got {spawn.TYPE!r}")
+    return spawn.job, fds[0]
 
 
 def _enter_job(channels: Channels, job: SpawnRequest, output_fd: int) -> None:

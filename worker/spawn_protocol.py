@@ -1,51 +1,52 @@
 """Wire format between the manager (worker/spawner.py) and the spawner (worker/spawner_main.py).
 
 Transport: one end each of an ``AF_UNIX``/``SOCK_SEQPACKET`` socketpair. A message is one
-record, so the record boundary is the length prefix; its payload is one JSON object (ASCII,
-so that lone surrogates of undecodable file names survive the trip). fds travel as
-``SCM_RIGHTS`` with the record they belong to (``socket.send_fds``); the receiver sets
-``MSG_CMSG_CLOEXEC`` so that no received fd leaks into an unrelated child.
+record: the kernel keeps record boundaries, so no framing is added. Its payload is one JSON
+object (ASCII, so that lone surrogates of undecodable file names survive the trip) whose
+``type`` names the message class below. fds travel as ``SCM_RIGHTS`` with the record they
+belong to (``socket.send_fds``); the receiver sets ``MSG_CMSG_CLOEXEC`` so that no received fd
+leaks into an unrelated child.
 
-Messages, by ``type``:
+Each message is a class here with its encoder (``fields``) and decoder (``from_fields``) side
+by side; ``encode`` and ``decode`` are the only way records are made and read, at every end.
 
 =========  =========  ====================================================================
-direction  type       fields
+direction  class      meaning
 =========  =========  ====================================================================
-S -> M     ready      pid: the spawner's pid. Always the first record.
-M -> S     prepare    key, cgroup_procs: make a sandbox that joins these cgroups and waits
-                      for the spawn naming ``key``. No reply; a sandbox that fails is dropped.
-M -> S     spawn      id, argv, env, cwd, uid, gid, cgroup_procs, prepared (a prepare key or
-                      null); exactly one fd attached, which becomes the job's stdout and
-                      stderr. Without a usable prepared sandbox the spawner makes a new one.
-M -> S     kill       id, pid, signal, group (bool: signal the job's process group).
-S -> M     started    id, pid: the job's program has been exec'd (its report pipe hit EOF).
-S -> M     failed     id, step, errno (int or null), detail: the job was never exec'd and
-                      nothing of it is left running.
-S -> M     killed     id, delivered (bool), errno (int or null).
-S -> M     exited     pid, exit_code or signal, user_seconds, system_seconds, max_rss_kib.
-S -> M     fatal      message: the spawner is dying of an internal error (best effort).
+S -> M     Ready      the spawner's pid. Always the first record.
+M -> S     Prepare    make a sandbox that joins these cgroups and waits for the Spawn
+                      naming ``key``. No reply; a sandbox that fails is dropped.
+M -> S     Spawn      a job (SpawnRequest) and a prepare key or None; exactly one fd
+                      attached, which becomes the job's stdout and stderr. Without a usable
+                      prepared sandbox the spawner makes a new one.
+M -> S     Kill       send ``signal`` to the job whose init is ``pid``.
+S -> M     Started    the job's program has been exec'd (its report pipe hit EOF).
+S -> M     Failed     the job was never exec'd and nothing of it is left running.
+S -> M     Killed     whether the signal was delivered, and the errno if not.
+S -> M     Exited     the job's init was reaped: its ExitStatus.
+S -> M     Fatal      the spawner is dying of an internal error (best effort).
 =========  =========  ====================================================================
 
 Ordering guarantees, which the manager relies on:
 
-* Every request gets exactly one reply carrying its id, unless the spawner dies first.
-  Replies to different requests may come in any order (spawns complete asynchronously).
-* For each pid, ``started`` comes before that pid's single ``exited``.
-* The spawner signals only pids it has reported ``started`` for and not yet reaped; a
-  ``kill`` that arrives after the pid was reaped is answered ``delivered: false``, and a
-  ``killed`` reply with ``delivered: true`` always precedes that pid's ``exited``.
+* Every request (Spawn, Kill) gets exactly one reply carrying its ``request_id``, unless the
+  spawner dies first. Replies to different requests may come in any order.
+* For each pid, Started comes before that pid's single Exited.
+* The spawner signals only pids it has reported Started for and not yet reaped; a Kill that
+  arrives after the pid was reaped is answered ``delivered=False``, and a Killed with
+  ``delivered=True`` always precedes that pid's Exited.
 * EOF on the socket, from either side, ends the conversation: the spawner SIGKILLs every
   job and exits; the manager fails everything outstanding with SpawnerLost.
 
 Two internal channels connect the spawner to each sandbox it forks (worker/sandbox.py):
 
-* the *report pipe* (close-on-exec), sandbox -> spawner: newline-terminated JSON objects,
-  each written with one ``write`` of at most PIPE_BUF bytes (so atomic, see pipe(7)):
-  ``{"type": "pid", "pid": N}`` from the job's init, ``{"type": "error", "step": ...,
-  "errno": ..., "detail": ...}`` from whichever process failed. EOF means the program was
-  exec'd (or everything died): ``started`` is replied only at EOF with a pid and no error;
-* the *control socket* (seqpacket), spawner -> sandbox: the ``spawn`` message above with the
-  output fd attached, sent once; EOF means the sandbox will never get a job.
+* the *report pipe* (close-on-exec), sandbox -> spawner: newline-terminated records, each
+  written by ``write_report`` with one ``write`` of at most PIPE_BUF bytes (so atomic, see
+  pipe(7)): a ReportPid from the job's init, a StepError from whichever process failed. EOF
+  means the program was exec'd (or everything died): Started is replied only at EOF with a
+  pid and no error;
+* the *control socket* (seqpacket), spawner -> sandbox: the Spawn record as the manager sent
+  it, with the output fd attached, sent once; EOF means the sandbox will never get a job.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ import errno as errno_module
 import json
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar, Self
 
 # A spawn request carries at most worker.spec.MAX_ARGS_BYTES (128 KiB) of argv and env, which
 # JSON's \\uXXXX escapes can grow at most six-fold.
@@ -65,6 +66,10 @@ MAX_MESSAGE = 1 << 20
 SEND_BUFFER = 2 * MAX_MESSAGE
 # Report records stay below PIPE_BUF (4096) so that each write is atomic.
 _MAX_DETAIL = 2048
+
+
+class ProtocolError(Exception):
+    """A record that does not decode to a known message."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -107,46 +112,205 @@ class ExitStatus:
     max_rss_kib: int = 0
 
 
-class ProtocolError(Exception):
-    """A record that does not decode to a JSON object."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Message:
+    """Base of every message. Flat messages use these defaults; others override both."""
+
+    TYPE: ClassVar[str]
+
+    def fields(self) -> dict[str, Any]:
+        """Returns the JSON fields of this message, without ``type`` (the encoder)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> Self:
+        """Returns the message made of decoded JSON ``fields`` (the decoder).
+
+        Raises:
+            KeyError: A field is missing.
+        """
+        return cls(**{f.name: fields[f.name] for f in dataclasses.fields(cls)})
 
 
-def encode(message: dict[str, Any]) -> bytes:
-    """Returns the record for ``message``."""
-    return json.dumps(message, separators=(",", ":")).encode("ascii")
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ready(Message):
+    """The spawner is serving; ``pid`` is its own."""
+
+    TYPE = "ready"
+    pid: int
 
 
-def decode(record: bytes) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Prepare(Message):
+    """Make a sandbox in ``cgroup_procs`` that waits for the Spawn naming ``key``."""
+
+    TYPE = "prepare"
+    key: str
+    cgroup_procs: tuple[str, ...]
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> Self:
+        """Decodes; the JSON list of cgroup.procs files becomes a tuple."""
+        return cls(key=fields["key"], cgroup_procs=tuple(fields["cgroup_procs"]))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Spawn(Message):
+    """Start ``job``, in the sandbox prepared under ``prepared`` if there is one."""
+
+    TYPE = "spawn"
+    request_id: int
+    job: SpawnRequest
+    prepared: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """Encodes the job's fields beside the request id and the prepare key."""
+        job = dataclasses.asdict(self.job) | {"env": dict(self.job.env)}
+        return {"request_id": self.request_id, "prepared": self.prepared, **job}
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> Self:
+        """Decodes; JSON lists become the request's tuples."""
+        job = SpawnRequest(
+            argv=tuple(fields["argv"]),
+            env=fields["env"],
+            cwd=fields["cwd"],
+            uid=fields["uid"],
+            gid=fields["gid"],
+            cgroup_procs=tuple(fields["cgroup_procs"]),
+        )
+        return cls(request_id=fields["request_id"], job=job, prepared=fields["prepared"])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Kill(Message):
+    """Send ``signal`` to the job whose init is ``pid``."""
+
+    TYPE = "kill"
+    request_id: int
+    pid: int
+    signal: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Started(Message):
+    """Reply to Spawn: the program runs as ``pid``."""
+
+    TYPE = "started"
+    request_id: int
+    pid: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Failed(Message):
+    """Reply to Spawn: ``step`` failed, with ``errno`` when a syscall failed."""
+
+    TYPE = "failed"
+    request_id: int
+    step: str
+    errno: int | None
+    detail: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Killed(Message):
+    """Reply to Kill."""
+
+    TYPE = "killed"
+    request_id: int
+    delivered: bool
+    errno: int | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Exited(Message):
+    """The job whose init is ``pid`` was reaped."""
+
+    TYPE = "exited"
+    pid: int
+    status: ExitStatus
+
+    def fields(self) -> dict[str, Any]:
+        """Encodes the exit status's fields beside the pid."""
+        return {"pid": self.pid, **dataclasses.asdict(self.status)}
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> Self:
+        """Decodes the flat fields back into an ExitStatus."""
+        names = (f.name for f in dataclasses.fields(ExitStatus))
+        return cls(pid=fields["pid"], status=ExitStatus(**{n: fields[n] for n in names}))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fatal(Message):
+    """The spawner is dying of an internal error."""
+
+    TYPE = "fatal"
+    message: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReportPid(Message):
+    """Report record: the job's init runs as ``pid`` (as the spawner sees it)."""
+
+    TYPE = "pid"
+    pid: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StepError(Message):
+    """Report record: a setup step failed in a sandbox process."""
+
+    TYPE = "error"
+    step: str
+    errno: int | None
+    detail: str
+
+
+_BY_TYPE: Mapping[str, type[Message]] = {
+    cls.TYPE: cls
+    for cls in (
+        Ready,
+        Prepare,
+        Spawn,
+        Kill,
+        Started,
+        Failed,
+        Killed,
+        Exited,
+        Fatal,
+        ReportPid,
+        StepError,
+    )
+}
+
+
+def encode(message: Message) -> bytes:
+    """Returns the record of ``message``."""
+    return json.dumps({"type": message.TYPE, **message.fields()}, separators=(",", ":")).encode(
+        "ascii"
+    )
+
+
+def decode(record: bytes) -> Message:
     """Returns the message in ``record``.
 
     Raises:
-        ProtocolError: The record is not a JSON object.
+        ProtocolError: The record is not JSON, names no known type, or lacks a field.
     """
     try:
-        message = json.loads(record)
-    except ValueError as err:
-        raise ProtocolError(f"undecodable record {record[:80]!r}") from err
-    if not isinstance(message, dict) or not isinstance(message.get("type", ""), str):
-        raise ProtocolError(f"record is not a message: {record[:80]!r}")
-    return message
+        fields = json.loads(record)
+        cls = _BY_TYPE[fields.pop("type")]
+        return cls.from_fields(fields)
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ProtocolError(f"undecodable record {record[:80]!r}: {err!r}") from err
 
 
-def write_report(fd: int, record: dict[str, Any]) -> None:
+def write_report(fd: int, record: ReportPid | StepError) -> None:
     """Writes one report record with a single atomic write; used in forked children only."""
-    if isinstance(record.get("detail"), str):
-        record = {**record, "detail": record["detail"][:_MAX_DETAIL]}
+    if isinstance(record, StepError):
+        record = dataclasses.replace(record, detail=record.detail[:_MAX_DETAIL])
     os.write(fd, encode(record) + b"\n")
-
-
-def parse_reports(data: bytes) -> list[dict[str, Any]]:
-    """Returns the complete report records in ``data``; a torn last line is dropped."""
-    records = []
-    for line in data.split(b"\n"):
-        try:
-            records.append(decode(line))
-        except ProtocolError:
-            continue
-    return records
 
 
 def describe_failure(errno: int | None, detail: str) -> str:
@@ -158,28 +322,3 @@ def describe_failure(errno: int | None, detail: str) -> str:
         return detail
     reason = os.strerror(errno).lower() if errno in errno_module.errorcode else f"errno {errno}"
     return f"{reason}: {detail!r}"
-
-
-def spawn_message(request: SpawnRequest, prepared: str | None = None) -> dict[str, Any]:
-    """Returns the ``spawn`` message for ``request``, without its id."""
-    return {
-        "type": "spawn",
-        "prepared": prepared,
-        "argv": list(request.argv),
-        "env": dict(request.env),
-        "cwd": request.cwd,
-        "uid": request.uid,
-        "gid": request.gid,
-        "cgroup_procs": list(request.cgroup_procs),
-    }
-
-
-def exit_status(message: dict[str, Any]) -> ExitStatus:
-    """Returns the ExitStatus carried by an ``exited`` message."""
-    return ExitStatus(
-        exit_code=message["exit_code"],
-        signal=message["signal"],
-        user_seconds=message["user_seconds"],
-        system_seconds=message["system_seconds"],
-        max_rss_kib=message["max_rss_kib"],
-    )

@@ -11,34 +11,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
-import os
 import signal
 import socket
 from typing import Any
 
 from worker.errors import SpawnerLost, StartFailed
+from worker.record_sender import RecordSender
 from worker.spawn_protocol import (
     MAX_MESSAGE,
+    Exited,
     ExitStatus,
+    Failed,
+    Fatal,
+    Kill,
+    Killed,
+    Prepare,
     ProtocolError,
+    Spawn,
     SpawnRequest,
+    Started,
     decode,
     describe_failure,
     encode,
-    exit_status,
-    spawn_message,
 )
 from worker.spawner_launch import describe_returncode, launch
 
-__all__ = ["ExitStatus", "SpawnRequest", "Spawner"]
-
 _EXIT_TIMEOUT_S = 10.0  # Bounds a broken machine, not a slow one.
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+_Reply = Started | Failed | Killed
 
 
 class Spawner:
@@ -48,16 +49,14 @@ class Spawner:
         self._process = process
         self._sock = sock
         self._ids = itertools.count(1)
-        self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._replies: dict[int, asyncio.Future[_Reply]] = {}
         self._exits: dict[int, asyncio.Future[ExitStatus]] = {}
         self._abandoned: set[int] = set()  # Started for a cancelled spawn(): killed, not waited.
-        # (request id, record, fd to attach); id None: a message that gets no reply.
-        self._outbox: asyncio.Queue[tuple[int | None, bytes, int | None]] = asyncio.Queue()
+        self._sender = RecordSender(sock, "spawner-writer")
         self._lost: SpawnerLost | None = None
         self._fatal = ""
         self._closing: asyncio.Task[None] | None = None
         self._reader = asyncio.create_task(self._read_loop(), name="spawner-reader")
-        self._writer = asyncio.create_task(self._write_loop(), name="spawner-writer")
 
     @classmethod
     async def start(cls) -> Spawner:
@@ -78,27 +77,27 @@ class Spawner:
         """Whether the spawner is usable: not lost and not closed."""
         return self._lost is None and self._closing is None
 
-    async def _request(self, message: dict[str, Any], fd: int | None = None) -> dict[str, Any]:
+    async def _request(self, message: Spawn | Kill, fd: int | None = None) -> _Reply:
         if self._lost is not None or self._closing is not None:
             raise self._lost or SpawnerLost("the spawner is closed")
         request_id = next(self._ids)
-        record = encode({**message, "id": request_id})
+        record = encode(dataclasses.replace(message, request_id=request_id))
         if len(record) > MAX_MESSAGE:
             raise StartFailed("request", f"{len(record)} bytes encoded, over {MAX_MESSAGE}")
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
         self._replies[request_id] = future
-        # A dup: the caller may close its fd as soon as we return or are cancelled.
-        self._outbox.put_nowait((request_id, record, None if fd is None else os.dup(fd)))
+        # Not sent at all if the caller gave up before its turn.
+        sent = self._sender.put(record, fd, wanted=lambda: not future.done())
+        sent.add_done_callback(lambda sent: self._unsent(request_id, sent))
         try:
-            reply: dict[str, Any] = await future
+            return await future
         except asyncio.CancelledError:
             # The reply can arrive just before the cancellation, which then wins: a job it
             # started must not outlive a caller that never learns its pid.
             late = future.result() if future.done() and not future.cancelled() else None
-            if late is not None and late["type"] == "started":
-                self._abandon(late["pid"])
+            if isinstance(late, Started):
+                self._abandon(late.pid)
             raise
-        return reply
 
     def prepare(self, key: str, cgroup_procs: tuple[str, ...]) -> None:
         """Asks for a sandbox that waits, already in these cgroups, for ``spawn(prepared=key)``.
@@ -108,8 +107,7 @@ class Spawner:
         or when its cgroups are killed.
         """
         if self.alive:
-            record = encode({"type": "prepare", "key": key, "cgroup_procs": list(cgroup_procs)})
-            self._outbox.put_nowait((None, record, None))
+            self._sender.put(encode(Prepare(key, cgroup_procs)))
 
     async def spawn(
         self, request: SpawnRequest, output_fd: int, prepared: str | None = None
@@ -128,12 +126,14 @@ class Spawner:
             StartFailed: A setup step or the exec failed; nothing of the job is running.
             SpawnerLost: The spawner died or is closed.
         """
-        reply = await self._request(spawn_message(request, prepared), output_fd)
-        if reply["type"] == "started":
-            pid: int = reply["pid"]
-            return pid
-        errno = reply.get("errno")
-        raise StartFailed(reply["step"], describe_failure(errno, reply.get("detail", "")), errno)
+        match await self._request(Spawn(0, request, prepared), output_fd):
+            case Started(pid=pid):
+                return pid
+            case Failed() as failed:
+                detail = describe_failure(failed.errno, failed.detail)
+                raise StartFailed(failed.step, detail, failed.errno)
+            case other:
+                raise ProtocolError(f"{other.TYPE!r} in reply to a spawn")
 
     async def wait(self, pid: int) -> ExitStatus:
         """Returns the exit status of a job once the spawner has reaped it.
@@ -153,7 +153,7 @@ class Spawner:
             del self._exits[pid]
         return status
 
-    async def kill(self, pid: int, sig: int, *, group: bool = False) -> bool:
+    async def kill(self, pid: int, sig: int) -> bool:
         """Sends ``sig`` to a job, unless the spawner has already reaped it.
 
         The spawner reaps and signals in one thread, so a reaped (maybe reused) pid is never
@@ -163,7 +163,6 @@ class Spawner:
         Args:
             pid: A pid returned by ``spawn``.
             sig: The signal number.
-            group: Signal the job's process group (its init leads a session), not just init.
 
         Returns:
             True if the signal was sent, False if the job had already ended.
@@ -171,44 +170,22 @@ class Spawner:
         Raises:
             SpawnerLost: The spawner died or is closed.
         """
-        message = {"type": "kill", "pid": pid, "signal": int(signal.Signals(sig)), "group": group}
-        delivered: bool = (await self._request(message))["delivered"]
-        return delivered
+        match await self._request(Kill(0, pid, int(signal.Signals(sig)))):
+            case Killed(delivered=delivered):
+                return delivered
+            case other:
+                raise ProtocolError(f"{other.TYPE!r} in reply to a kill")
 
-    async def _write_loop(self) -> None:
-        while True:
-            request_id, record, fd = await self._outbox.get()
-            future = None if request_id is None else self._replies.get(request_id)
-            try:
-                if request_id is None:
-                    await self._send(record, fd)
-                elif future is None or future.done():
-                    self._replies.pop(request_id, None)  # Cancelled before it was sent.
-                else:
-                    await self._send(record, fd)
-            except OSError as err:  # The reader sees the EOF and fails everything else.
-                if request_id is not None:
-                    self._replies.pop(request_id, None)
-                if future is not None:
-                    future.set_exception(SpawnerLost(f"cannot send to the spawner: {err}"))
-            finally:
-                if fd is not None:
-                    os.close(fd)
-
-    async def _send(self, record: bytes, fd: int | None) -> None:
-        # A seqpacket send is all or nothing: on EAGAIN, wait until writable and retry.
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                socket.send_fds(self._sock, [record], [] if fd is None else [fd])
-                return
-            except BlockingIOError:
-                writable = loop.create_future()
-                loop.add_writer(self._sock, _resolve, writable)
-                try:
-                    await writable
-                finally:
-                    loop.remove_writer(self._sock)
+    def _unsent(self, request_id: int, sent: asyncio.Future[None]) -> None:
+        """Forgets a request that was dropped or could not be sent; no reply will come."""
+        if not sent.cancelled() and sent.exception() is None:
+            return  # Sent: its reply comes, or the reader fails it at EOF.
+        reply = self._replies.pop(request_id, None)
+        if reply is not None and not reply.done():
+            # The reader sees the EOF too, and fails everything else.
+            error = "closed" if sent.cancelled() else sent.exception()
+            reply.set_exception(SpawnerLost(f"cannot send to the spawner: {error}"))
+            reply.exception()  # Retrieved: an abandoned job's kill has no awaiter.
 
     async def _read_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -235,32 +212,29 @@ class Spawner:
         fatal = f" after an internal error: {self._fatal}" if self._fatal else ""
         return f"closed its socket{fatal} ({describe_returncode(self._process.returncode)})"
 
-    def _dispatch(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        if kind == "exited":
-            pid = message["pid"]
-            if pid in self._abandoned:
+    def _dispatch(self, message: object) -> None:
+        match message:
+            case Exited(pid=pid) if pid in self._abandoned:
                 self._abandoned.discard(pid)
-                return
-            future = self._exits.get(pid)
-            if future is None or future.done():
-                raise ProtocolError(f"exit of unknown pid {pid}")
-            future.set_result(exit_status(message))
-        elif kind == "fatal":
-            self._fatal = str(message["message"])
-        elif kind in ("started", "failed", "killed"):
-            reply = self._replies.pop(message["id"])
-            if kind == "started":
-                pid = message["pid"]
-                if reply.cancelled():
-                    self._abandon(pid)
-                    return
-                # Registered before the reply is seen: the exit report may be next.
-                self._exits[pid] = asyncio.get_running_loop().create_future()
-            if not reply.done():
-                reply.set_result(message)
-        else:
-            raise ProtocolError(f"unexpected message {kind!r}")
+            case Exited(pid=pid, status=status):
+                future = self._exits.get(pid)
+                if future is None or future.done():
+                    raise ProtocolError(f"exit of unknown pid {pid}")
+                future.set_result(status)
+            case Fatal():
+                self._fatal = message.message
+            case Started() | Failed() | Killed():
+                reply = self._replies.pop(message.request_id)
+                if isinstance(message, Started):
+                    if reply.cancelled():
+                        self._abandon(message.pid)
+                        return
+                    # Registered before the reply is seen: the exit report may be next.
+                    self._exits[message.pid] = asyncio.get_running_loop().create_future()
+                if not reply.done():
+                    reply.set_result(message)
+            case _:
+                raise ProtocolError(f"unexpected message {message!r}")
 
     def _abandon(self, pid: int) -> None:
         """Kills a started job that nobody will ever know of, and drops its exit report."""
@@ -268,9 +242,9 @@ class Spawner:
         if exit_future is not None and exit_future.done():
             return  # It has ended and been reported already: nothing left to kill or drop.
         self._abandoned.add(pid)
-        kill = {"type": "kill", "pid": pid, "signal": signal.SIGKILL, "id": -pid}
         self._replies[-pid] = asyncio.get_running_loop().create_future()
-        self._outbox.put_nowait((-pid, encode(kill), None))
+        sent = self._sender.put(encode(Kill(-pid, pid, signal.SIGKILL)))
+        sent.add_done_callback(lambda sent: self._unsent(-pid, sent))
 
     def _lose(self, error: SpawnerLost) -> None:
         if self._lost is None:
@@ -295,13 +269,9 @@ class Spawner:
         await asyncio.shield(self._closing)
 
     async def _close(self) -> None:
-        for task in (self._writer, self._reader):
-            task.cancel()
-        await asyncio.gather(self._writer, self._reader, return_exceptions=True)
-        while not self._outbox.empty():
-            _, _, fd = self._outbox.get_nowait()
-            if fd is not None:
-                os.close(fd)
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
+        await self._sender.aclose()
         # EOF tells the spawner to SIGKILL and reap its jobs, then exit.
         self._sock.close()
         try:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 from worker.errors import SpawnerLost
-from worker.spawn_protocol import MAX_MESSAGE, SEND_BUFFER, ProtocolError, decode
+from worker.spawn_protocol import MAX_MESSAGE, SEND_BUFFER, Fatal, ProtocolError, Ready, decode
 
 # -I: ignore PYTHON* variables and the user site; -S: no site module. The daemon's sys.path
 # (Bazel runfiles, a zipapp, a venv) is handed over explicitly instead.
@@ -75,12 +75,18 @@ async def launch() -> tuple[asyncio.subprocess.Process, socket.socket]:
     try:
         async with asyncio.timeout(_READY_TIMEOUT_S):
             record = await loop.sock_recv(ours, MAX_MESSAGE)
-            message = decode(record) if record else {"type": "eof"}
-            if message["type"] != "ready" or message.get("pid") != process.pid:
+            message = decode(record) if record else None
+            if message != Ready(process.pid):
                 await process.wait()
+                match message:
+                    case None:
+                        said = "it closed its socket"
+                    case Fatal():
+                        said = message.message
+                    case _:
+                        said = f"its first message was {message.TYPE!r}"
                 raise SpawnerLost(
-                    f"the spawner (pid {process.pid}) failed to start: "
-                    f"{message.get('message', message['type'])}, "
+                    f"the spawner (pid {process.pid}) failed to start: {said}, "
                     f"{describe_returncode(process.returncode)}"
                 )
     except BaseException as err:

@@ -2,7 +2,8 @@
 
 worker/spawner.py launches it as a fresh interpreter (``python -I -S``) and talks to it over
 a socketpair (protocol: worker/spawn_protocol.py). It imports only modules that start no
-threads, so forking it is safe. The daemon itself never forks; see issue 3.
+threads, so forking it is safe. The daemon itself never forks: grpcio runs C threads, and
+Python between fork and exec in a threaded process can deadlock on a lock another thread held.
 
 The server is one ``selectors`` loop over the socket, the SIGCHLD wakeup pipe
 (``signal.set_wakeup_fd``) and the report pipe of each job being set up. Nothing in it blocks
@@ -20,13 +21,25 @@ import resource
 import selectors
 import signal
 import socket
-from typing import Any
 
 from worker import linux, sandbox
 from worker.spawn_protocol import (
     MAX_MESSAGE,
     SEND_BUFFER,
+    Exited,
+    ExitStatus,
+    Failed,
+    Fatal,
+    Kill,
+    Killed,
+    Message,
+    Prepare,
     ProtocolError,
+    Ready,
+    ReportPid,
+    Spawn,
+    Started,
+    StepError,
     decode,
     encode,
 )
@@ -48,22 +61,23 @@ class _Starting:
     request_id: int | None = None
     data: bytearray = dataclasses.field(default_factory=bytearray)
     b_pid: int | None = None
-    error: dict[str, Any] | None = None
+    error: StepError | None = None
     b_exit: tuple[int, resource.struct_rusage] | None = None
     finished: bool = False
 
 
-def _exit_message(pid: int, status: int, usage: resource.struct_rusage) -> dict[str, Any]:
+def _exited(pid: int, status: int, usage: resource.struct_rusage) -> Exited:
     signaled = os.WIFSIGNALED(status)
-    return {
-        "type": "exited",
-        "pid": pid,
-        "exit_code": None if signaled else os.WEXITSTATUS(status),
-        "signal": os.WTERMSIG(status) if signaled else None,
-        "user_seconds": usage.ru_utime,
-        "system_seconds": usage.ru_stime,
-        "max_rss_kib": usage.ru_maxrss,
-    }
+    return Exited(
+        pid,
+        ExitStatus(
+            exit_code=None if signaled else os.WEXITSTATUS(status),
+            signal=os.WTERMSIG(status) if signaled else None,
+            user_seconds=usage.ru_utime,
+            system_seconds=usage.ru_stime,
+            max_rss_kib=usage.ru_maxrss,
+        ),
+    )
 
 
 class _Server:
@@ -86,7 +100,7 @@ class _Server:
         self._selector.register(self._sock, selectors.EVENT_READ, _TAG_SOCKET)
         self._selector.register(self._wakeup_r, selectors.EVENT_READ, _TAG_SIGCHLD)
 
-    def _send(self, message: dict[str, Any]) -> None:
+    def _send(self, message: Message) -> None:
         # A seqpacket send is all or nothing; it blocks only while the manager's reader is
         # behind, and the manager always reads.
         self._sock.send(encode(message), socket.MSG_NOSIGNAL)
@@ -97,7 +111,7 @@ class _Server:
         # collector from writing to those objects' headers, which would copy their pages
         # in every forked child (gc.freeze docs). Children disable the collector too.
         gc.freeze()
-        self._send({"type": "ready", "pid": os.getpid()})
+        self._send(Ready(os.getpid()))
         while True:
             for key, _ in self._selector.select():
                 if key.data == _TAG_SOCKET:
@@ -123,15 +137,15 @@ class _Server:
                 return False
             if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
                 raise ProtocolError(f"truncated request (flags {flags:#x})")
-            message = decode(data)
-            if message["type"] == "spawn" and len(fds) == 1:
-                self._spawn(message, fds[0])
-            elif message["type"] == "prepare" and not fds:
-                self._prepare(message)
-            elif message["type"] == "kill" and not fds:
-                self._kill(message)
-            else:
-                raise ProtocolError(f"unexpected {message['type']!r} with {len(fds)} fds")
+            match decode(data), len(fds):
+                case Spawn() as spawn, 1:
+                    self._spawn(spawn, data, fds[0])
+                case Prepare() as prepare, 0:
+                    self._prepare(prepare)
+                case Kill() as kill, 0:
+                    self._kill(kill)
+                case message, count:
+                    raise ProtocolError(f"unexpected {message.TYPE!r} with {count} fds")
         finally:
             for fd in fds:
                 os.close(fd)
@@ -169,39 +183,38 @@ class _Server:
         self._selector.register(report_r, selectors.EVENT_READ, starting)
         return starting
 
-    def _prepare(self, message: dict[str, Any]) -> None:
+    def _prepare(self, message: Prepare) -> None:
         """Makes a sandbox in the given cgroups, ahead of the spawn that will name its key.
 
         Forking, unsharing, mounting and above all joining cgroups (each move waits for an
         RCU grace period in the kernel, ~10 ms on an idle host) need no job: done here, they
         are off the path of the next start.
         """
-        key = message["key"]
+        key = message.key
         if key in self._prepared:
             raise ProtocolError(f"prepare of key {key!r} twice")
         with contextlib.suppress(OSError):  # The spawn forks anew and reports the error.
-            starting = self._fork_sandbox(tuple(message["cgroup_procs"]))
+            starting = self._fork_sandbox(message.cgroup_procs)
             starting.key = key
             self._prepared[key] = starting
 
-    def _spawn(self, message: dict[str, Any], output_fd: int) -> None:
-        """Hands the job to its prepared sandbox (or a new one) and returns at once."""
-        request_id = message["id"]
+    def _spawn(self, spawn: Spawn, record: bytes, output_fd: int) -> None:
+        """Hands the job to its prepared sandbox (or a new one) and returns at once.
+
+        The sandbox gets the Spawn ``record`` as the manager sent it, and decodes it itself.
+        """
         try:
-            starting = self._prepared.pop(message.get("prepared") or "", None)
+            starting = self._prepared.pop(spawn.prepared or "", None)
             if starting is None:
                 starting = self._fork_sandbox()
         except OSError as err:
-            self._send(
-                {"type": "failed", "id": request_id, "step": "fork", "errno": err.errno,
-                 "detail": "the setup process"}
-            )  # fmt: skip
+            self._send(Failed(spawn.request_id, "fork", err.errno, "the setup process"))
             return
-        starting.request_id = request_id
+        starting.request_id = spawn.request_id
         # Never blocks: B's receive queue is empty and SO_SNDBUF fits any message. If B is
         # gone, the send fails and the EOF of its report pipe reports why.
         with contextlib.suppress(OSError):
-            socket.send_fds(starting.control, [encode(message)], [output_fd], socket.MSG_NOSIGNAL)
+            socket.send_fds(starting.control, [record], [output_fd], socket.MSG_NOSIGNAL)
         starting.control.close()
 
     def _read_report(self, starting: _Starting) -> None:
@@ -218,12 +231,16 @@ class _Server:
             *lines, rest = starting.data.split(b"\n")
             starting.data = bytearray(rest)
             for line in lines:
-                record = decode(bytes(line))
-                if record["type"] == "pid":
-                    starting.b_pid = record["pid"]
-                    self._by_b[record["pid"]] = starting
-                elif starting.error is None:
-                    starting.error = record
+                match decode(bytes(line)):
+                    case ReportPid(pid=pid):
+                        starting.b_pid = pid
+                        self._by_b[pid] = starting
+                    case StepError() as error if starting.error is None:
+                        starting.error = error
+                    case StepError():
+                        continue  # The first error is the cause; later ones are its echoes.
+                    case other:
+                        raise ProtocolError(f"unexpected {other.TYPE!r} on a report pipe")
 
     def _finish(self, starting: _Starting) -> None:
         """Ends the start of a job at EOF of its report pipe: replies started or failed."""
@@ -245,21 +262,18 @@ class _Server:
             del self._by_b[b_pid]
         error = starting.error
         if error is None and b_pid is None:
-            error = {"step": "setup", "detail": "the setup processes died before exec"}
+            error = StepError("setup", None, "the setup processes died before exec")
         if error is not None:
             if b_pid is not None and starting.b_exit is None:
                 os.kill(b_pid, signal.SIGKILL)  # Unreaped child: the pid cannot be reused.
-            self._send(
-                {"type": "failed", "id": starting.request_id, "step": error.get("step"),
-                 "errno": error.get("errno"), "detail": error.get("detail", "")}
-            )  # fmt: skip
+            self._send(Failed(starting.request_id, error.step, error.errno, error.detail))
         else:
             assert b_pid is not None
-            self._send({"type": "started", "id": starting.request_id, "pid": b_pid})
+            self._send(Started(starting.request_id, b_pid))
             if starting.b_exit is None:
                 self._jobs.add(b_pid)
             else:
-                self._send(_exit_message(b_pid, *starting.b_exit))
+                self._send(_exited(b_pid, *starting.b_exit))
 
     def _reap(self) -> None:
         """Reaps every exited child; reports jobs, ignores setup processes (A)."""
@@ -277,20 +291,20 @@ class _Server:
                     self._read_report(starting)
             if pid in self._jobs:
                 self._jobs.discard(pid)
-                self._send(_exit_message(pid, status, usage))
+                self._send(_exited(pid, status, usage))
             elif pid in self._by_b:
                 self._by_b[pid].b_exit = (status, usage)
 
-    def _kill(self, message: dict[str, Any]) -> None:
-        pid, errno = message["pid"], None
+    def _kill(self, kill: Kill) -> None:
+        errno = None
         # Only unreaped jobs: their pids cannot have been reused by another process.
-        delivered = pid in self._jobs
+        delivered = kill.pid in self._jobs
         if delivered:
             try:
-                os.kill(-pid if message.get("group") else pid, message["signal"])
+                os.kill(kill.pid, kill.signal)
             except OSError as err:
                 delivered, errno = False, err.errno
-        self._send({"type": "killed", "id": message["id"], "delivered": delivered, "errno": errno})
+        self._send(Killed(kill.request_id, delivered, errno))
 
     def shutdown(self) -> None:
         """SIGKILLs every child (jobs and setup processes) and reaps them all."""
@@ -341,7 +355,7 @@ def main(sock_fd: int, daemon_pid: int) -> None:
     except BaseException as err:
         # Best effort: the manager reports it as the reason the spawner was lost.
         with contextlib.suppress(OSError):
-            sock.send(encode({"type": "fatal", "message": repr(err)[:4000]}), socket.MSG_NOSIGNAL)
+            sock.send(encode(Fatal(repr(err)[:4000])), socket.MSG_NOSIGNAL)
         raise
     finally:
         server.shutdown()
