@@ -15,17 +15,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
-import os
 import signal
-from pathlib import Path
 
-from worker.cgroup.base import CgroupDriver, JobCgroup
+from worker.cgroup.base import JobCgroup
 from worker.cgroup.teardown import kill_until_empty
-from worker.errors import CgroupError, SpawnerLost, StartFailed
-from worker.output_log import LogWatcher, OutputLog
-from worker.spawner import ExitStatus, Spawner, SpawnRequest
+from worker.errors import CgroupError, SpawnerLost
+from worker.output_log import OutputLog
+from worker.spawn_protocol import ExitStatus
+from worker.spawner import Spawner
 from worker.spec import JobSpec, Limits
 from worker.status import JobState, JobStatus, Usage
+from worker.tasks import TaskSet
 
 
 def utc_now() -> datetime.datetime:
@@ -33,22 +33,12 @@ def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-async def _undo_cgroup(cgroup: JobCgroup, err: BaseException) -> None:
-    """Removes a failed start's cgroup; a cleanup failure is noted on ``err``."""
-    try:
-        # Whatever is in it dies here: a prepared sandbox, or a child that got in before
-        # its spawner died.
-        await kill_until_empty(cgroup)
-        await cgroup.remove()
-    except CgroupError as cleanup:
-        err.add_note(f"cleaning up the failed start also failed: {cleanup}")
-
-
 class Job:
     """One job: what was asked, the kernel resources it holds, and what happened to it.
 
-    The manager creates a Job once the program runs, owns the tasks that run `supervise`
-    and `stop`, and reads `status` for callers.
+    worker/launch.py creates a Job once the program runs and starts its `supervise` task;
+    the job starts its own stop sequence (`begin_stop`). Both tasks belong to the manager's
+    TaskSet, which awaits them on close.
 
     Attributes:
         job_id: The job's id.
@@ -57,7 +47,6 @@ class Job:
         log: The job's output log.
         exited: Set once the program's PID namespace is gone (or the spawner was lost).
         finished: Set once the status is final: exited, cgroup removed and log finished.
-        stop_task: The task running the shared stop sequence, once a stop was requested.
     """
 
     def __init__(
@@ -70,7 +59,7 @@ class Job:
         log: OutputLog,
         spawner: Spawner,
         pid: int,
-        started_at: datetime.datetime,
+        tasks: TaskSet,
     ) -> None:
         self.job_id = job_id
         self.spec = spec
@@ -78,13 +67,14 @@ class Job:
         self.log = log
         self.exited = asyncio.Event()
         self.finished = asyncio.Event()
-        self.stop_task: asyncio.Task[None] | None = None
         self._cgroup = cgroup
         # The spawner that forked the job is the only one that can wait for and signal its
         # PID 1, even after the manager has replaced a dead spawner with a new one.
         self._spawner = spawner
         self._pid = pid
-        self._started_at = started_at
+        self._tasks = tasks
+        self._stop_task: asyncio.Task[None] | None = None
+        self._started_at = utc_now()
         self._ended_at: datetime.datetime | None = None
         self._stop_requested = False
         self._exit: ExitStatus | None = None
@@ -92,86 +82,6 @@ class Job:
         self._problems: list[str] = []
         self._usage = Usage()
         self._kill_timer: asyncio.Timeout | None = None
-
-    @classmethod
-    async def launch(
-        cls,
-        job_id: str,
-        spec: JobSpec,
-        limits: Limits,
-        *,
-        logs_dir: Path,
-        watcher: LogWatcher,
-        driver: CgroupDriver,
-        spawner: Spawner,
-        uid: int,
-        gid: int,
-        spare: JobCgroup | None = None,
-    ) -> Job:
-        """Creates the job's log and cgroup and spawns its program into them.
-
-        ``spare`` is the job's cgroup made ahead of time, without limits, with a sandbox
-        prepared in it under the key ``job_id`` (worker/spare.py); None creates it here.
-
-        Returns:
-            The running job; the caller must run its `supervise` in a task it owns.
-
-        Raises:
-            StartFailed: The program could not be started, or the spawner died meanwhile.
-            CgroupError: The cgroup could not be created or a limit not applied.
-
-        On any failure everything is undone before raising: no process, cgroup or log
-        remains, so a start failure is never a job that "exited 127".
-        """
-        try:
-            log = OutputLog.create(logs_dir / job_id, watcher)
-        except BaseException as err:
-            if spare is not None:
-                await _undo_cgroup(spare, err)
-            raise
-        if spare is not None:
-            cgroup = spare
-        else:
-            try:
-                cgroup = driver.create(job_id, limits)
-            except BaseException:
-                log.delete()
-                raise
-        request = SpawnRequest(
-            argv=spec.argv,
-            env=dict(spec.env),
-            cwd=spec.cwd,
-            uid=uid,
-            gid=gid,
-            cgroup_procs=cgroup.procs_files,
-        )
-        try:
-            if spare is not None:
-                # Before the spawn: the prepared sandbox runs nothing of the job until then.
-                spare.apply(limits)
-            writer = log.open_writer()
-            try:
-                pid = await spawner.spawn(request, writer, job_id if spare is not None else None)
-            finally:
-                # The job holds its own copies as fds 1 and 2 now; ours must go, so that
-                # only the job's processes keep the log open for writing.
-                os.close(writer)
-        except BaseException as err:
-            await _undo_cgroup(cgroup, err)
-            log.delete()
-            if isinstance(err, SpawnerLost):
-                raise StartFailed("spawn", f"the spawner process died: {err}") from err
-            raise
-        return cls(
-            job_id=job_id,
-            spec=spec,
-            limits=limits,
-            cgroup=cgroup,
-            log=log,
-            spawner=spawner,
-            pid=pid,
-            started_at=utc_now(),
-        )
 
     @property
     def owner(self) -> str:
@@ -266,38 +176,37 @@ class Job:
         except Exception as err:
             self._problems.append(f"removing the job's cgroup failed: {_reason(err)}")
 
-    def request_stop(self, grace: float) -> bool:
-        """Records a stop request; returns True when the caller must run `stop(grace)`.
+    def begin_stop(self, grace: float) -> asyncio.Task[None] | None:
+        """Requests a stop; returns the task of the stop sequence, or None if none is needed.
 
         A request for a job whose program has already exited changes nothing: stop of an
         ended job is a no-op that reports the final status. A second request while a stop
         is in progress joins it, and only moves the SIGKILL earlier when its grace is
-        shorter. A request after a stop sequence that failed starts a new one.
+        shorter. A request after a stop sequence that failed starts a new one. The task
+        returns once the kill was sent, not once the job is final (wait for `finished`),
+        and raises CgroupError when the job could not be killed.
         """
         if self.exited.is_set():
-            return False
-        if self.stop_task is None or _failed(self.stop_task):
+            return None
+        if self._stop_task is None or _failed(self._stop_task):
             # A stop sequence that raised (it could not SIGKILL the job) is not joined but
             # retried: re-awaiting it would only repeat its stale error while the job runs.
             self._stop_requested = True
-            return True
-        if self._kill_timer is not None:
+            self._stop_task = self._tasks.start(self._stop(grace), f"jobworker-stop-{self.job_id}")
+        elif self._kill_timer is not None:
             deadline = asyncio.get_running_loop().time() + grace
             when = self._kill_timer.when()
             if when is None or deadline < when:
                 self._kill_timer.reschedule(deadline)
-        return False
+        return self._stop_task
 
-    async def stop(self, grace: float) -> None:
+    async def _stop(self, grace: float) -> None:
         """Runs the stop sequence: SIGTERM to every process, grace period, SIGKILL.
-
-        It returns once the kill was sent, not once the job is final: callers wait for
-        `finished` themselves.
 
         Raises:
             CgroupError: Neither the cgroup kill nor the spawner could SIGKILL the job.
         """
-        if self.exited.is_set():
+        if self.exited.is_set():  # It ended between begin_stop and this task's first step.
             return
         try:
             # Note: the kernel drops a signal sent to a PID namespace's init unless it has

@@ -2,8 +2,9 @@
 
 The manager glues together the cgroup driver (limits, kill-all, usage), the spawner (a
 single-threaded fork server that runs each job as PID 1 of new namespaces) and the output
-log (a file per job that the job writes directly). It owns every task it creates: one
-supervisor per job, shared stop sequences and in-flight starts, all awaited by aclose().
+log (a file per job that the job writes directly). One TaskSet owns every task it or its
+jobs create: one supervisor per job, shared stop sequences and in-flight starts, all
+awaited by aclose().
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import os
-from collections.abc import AsyncGenerator, Coroutine
+from collections.abc import AsyncGenerator
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 from worker.cgroup import open_driver
 from worker.cgroup.base import CgroupDriver
@@ -25,17 +25,16 @@ from worker.errors import (
     JobNotFound,
     ManagerClosed,
 )
-from worker.ids import is_job_id, new_job_id
+from worker.ids import is_job_id
+from worker.inotify import LogWatcher
 from worker.job import Job
-from worker.output_log import LogWatcher
+from worker.launch import Launcher
 from worker.spare import SpareKeeper
-from worker.spawner import Spawner
+from worker.spawner_slot import SpawnerSlot
 from worker.spec import JobSpec, Limits
 from worker.status import JobStatus
+from worker.tasks import TaskSet
 from worker.usage import read_usage
-
-# ManagerConfig lives in worker/config.py; callers import both from here.
-__all__ = ["JobManager", "ManagerConfig"]
 
 
 class JobManager:
@@ -53,17 +52,15 @@ class JobManager:
 
     def __init__(self, config: ManagerConfig) -> None:
         self._config = config
-        self._logs_dir = config.data_dir / "logs"
         self._jobs: dict[str, Job] = {}
-        # Every task the manager creates: supervisors, stop sequences, in-flight starts.
-        self._tasks: set[asyncio.Task[Any]] = set()
+        # Every task the manager and its jobs create: supervisors, stop sequences, starts.
+        self._tasks = TaskSet()
         self._starting: set[asyncio.Task[tuple[Job, JobStatus]]] = set()
         self._driver: CgroupDriver | None = None
         self._spares: SpareKeeper | None = None
         self._watcher: LogWatcher | None = None
-        self._spawner: Spawner | None = None
-        # Guards replacing a dead spawner, which spans the await of starting a new one.
-        self._spawner_lock = asyncio.Lock()
+        self._launcher: Launcher | None = None
+        self._spawners = SpawnerSlot()
         self._closing = False
         self._close_task: asyncio.Task[None] | None = None
 
@@ -76,11 +73,6 @@ class JobManager:
         """
         if self._closing or self._watcher is not None:
             raise ManagerClosed("a JobManager can be entered only once")
-        for directory in (self._config.data_dir, self._logs_dir):
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            # mkdir's mode is filtered by the umask, and an existing directory keeps its
-            # mode: tighten it so that jobs (another uid) can never read any log.
-            os.chmod(directory, 0o700)
         try:
             # The driver first: on cgroup v2 it moves this process into a leaf cgroup,
             # which the spawner must inherit.
@@ -89,9 +81,9 @@ class JobManager:
             )
             await self._driver.sweep()
             self._watcher = LogWatcher.open()
-            self._spawner = await Spawner.start()
+            self._launcher = Launcher.prepare(self._config, self._watcher, self._tasks)
             self._spares = SpareKeeper(self._driver)
-            self._spares.replenish(self._spawner)
+            self._spares.replenish(await self._spawners.live())
         except BaseException:
             await self.aclose()
             raise
@@ -130,7 +122,7 @@ class JobManager:
         self._check_open()
         limits = spec.limits.merged_over(self._config.default_limits)
         limits.check_within(self._config.max_limits)
-        task = asyncio.create_task(self._start(spec, limits), name="jobworker-start")
+        task = self._tasks.start(self._start(spec, limits), "jobworker-start")
         self._starting.add(task)
         task.add_done_callback(self._starting.discard)
         try:
@@ -164,10 +156,9 @@ class JobManager:
         if not math.isfinite(grace) or grace < 0:
             raise InvalidSpec("grace", f"must be a finite number of seconds >= 0, got {grace}")
         job = self._lookup(job_id)
-        if job.request_stop(grace):
-            job.stop_task = self._own(job.stop(grace), f"jobworker-stop-{job_id}")
-        if job.stop_task is not None and not job.finished.is_set():
-            await asyncio.shield(job.stop_task)
+        stopping = job.begin_stop(grace)
+        if stopping is not None and not job.finished.is_set():
+            await asyncio.shield(stopping)
         await job.finished.wait()
         return job.status()
 
@@ -180,6 +171,14 @@ class JobManager:
         job = self._lookup(job_id)
         await job.finished.wait()
         return job.status()
+
+    def owner(self, job_id: str) -> str:
+        """Returns the owner of a job, reading nothing else (for authorization).
+
+        Raises:
+            JobNotFound: No such job.
+        """
+        return self._lookup(job_id).owner
 
     async def status(self, job_id: str) -> JobStatus:
         """Returns the current status of a job.
@@ -251,18 +250,14 @@ class JobManager:
             *(self.stop(job.job_id) for job in list(self._jobs.values())),
             return_exceptions=True,
         )
-        async with self._spawner_lock:
-            spawner, self._spawner = self._spawner, None
-        if spawner is not None:
-            # A job that could not be stopped dies with its spawner (PDEATHSIG), and its
-            # supervisor then reports it FAILED.
-            await spawner.aclose()
+        # A job that could not be stopped dies with its spawner (PDEATHSIG), and its
+        # supervisor then reports it FAILED.
+        await self._spawners.aclose()
         if self._spares is not None:
             # Shutdown goes on: a cgroup left behind is removed by the next manager's sweep.
             with contextlib.suppress(CgroupError):
                 await self._spares.aclose()
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.join()
         for job in self._jobs.values():
             job.log.close()
         if self._watcher is not None:
@@ -280,45 +275,15 @@ class JobManager:
             raise JobNotFound(job_id)
         return job
 
-    def _own(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
     async def _start(self, spec: JobSpec, limits: Limits) -> tuple[Job, JobStatus]:
-        assert self._driver and self._watcher and self._spares
-        spawner = await self._live_spawner()
-        spare = await self._spares.take(spawner)
-        job = await Job.launch(
-            new_job_id() if spare is None else spare.job_id,
-            spec,
-            limits,
-            logs_dir=self._logs_dir,
-            watcher=self._watcher,
-            driver=self._driver,
-            spawner=spawner,
-            uid=self._config.job_uid,
-            gid=self._config.job_gid,
-            spare=None if spare is None else spare.cgroup,
-        )
+        assert self._spares and self._launcher
+        spawner = await self._spawners.live()
+        placement = await self._spares.place(spawner, limits)
+        job = await self._launcher.launch(placement, spec, limits, spawner)
         self._spares.replenish_soon(spawner)
         self._jobs[job.job_id] = job
-        self._own(job.supervise(), f"jobworker-supervise-{job.job_id}")
         # Taken now: a quick job may be final by the time the caller of start() resumes.
         return job, job.status()
-
-    async def _live_spawner(self) -> Spawner:
-        async with self._spawner_lock:
-            if self._spawner is not None and self._spawner.alive:
-                return self._spawner
-            if self._closing:
-                raise ManagerClosed("the job manager is shutting down")
-            dead, self._spawner = self._spawner, None
-            if dead is not None:
-                await dead.aclose()
-            self._spawner = await Spawner.start()
-            return self._spawner
 
     def _abandon_start(self, task: asyncio.Task[tuple[Job, JobStatus]]) -> None:
         # The caller of start() was cancelled. If the job started anyway, nobody knows its
@@ -326,5 +291,4 @@ class JobManager:
         if task.cancelled() or task.exception() is not None:
             return
         job, _ = task.result()
-        if job.request_stop(0.0):
-            job.stop_task = self._own(job.stop(0.0), f"jobworker-stop-{job.job_id}")
+        job.begin_stop(0.0)

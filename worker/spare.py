@@ -1,10 +1,12 @@
-"""A job's id and cgroup made ahead of time, with a sandbox of the spawner already in it.
+"""Where a job will run: its id and cgroup, made ahead of time when possible.
 
 Moving a process into a cgroup makes the kernel wait for an RCU grace period (writing
 cgroup.procs takes cgroup_threadgroup_rwsem for writing), which costs ~10 ms on an idle host
 while the rest of an isolated start takes ~3 ms. So the manager keeps one spare: a new job
 id, its cgroup without limits, and a sandbox that has joined that cgroup and waits. A start
 takes the spare, writes its limits and hands the job over; a new spare is made just after.
+Without a spare, the start makes a fresh cgroup and the spawner a fresh sandbox. Either way
+the start gets a `Placement`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import contextlib
 import dataclasses
 
 from worker.cgroup.base import CgroupDriver, JobCgroup
-from worker.cgroup.teardown import kill_until_empty
+from worker.cgroup.teardown import discard
 from worker.errors import CgroupError
 from worker.ids import new_job_id
 from worker.spawner import Spawner
@@ -42,10 +44,30 @@ class Spare:
     spawner: Spawner
 
 
-async def _discard(spare: Spare) -> None:
-    # Killing the cgroup ends the waiting sandbox, which the spawner then reaps.
-    await kill_until_empty(spare.cgroup)
-    await spare.cgroup.remove()
+@dataclasses.dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a starting job goes.
+
+    Attributes:
+        job_id: The job's id.
+        cgroup: The job's cgroup, with the job's limits written.
+        prepared: The spawner's key of a sandbox waiting in ``cgroup``, or None when the
+            spawner must make a fresh one.
+    """
+
+    job_id: str
+    cgroup: JobCgroup
+    prepared: str | None
+
+
+async def undo_cgroup(cgroup: JobCgroup, err: BaseException) -> None:
+    """Removes the cgroup of a failed start; a cleanup failure is noted on ``err``."""
+    try:
+        # Whatever is in it dies here: a prepared sandbox, or a child that got in before
+        # its spawner died.
+        await discard(cgroup)
+    except CgroupError as cleanup:
+        err.add_note(f"cleaning up the failed start also failed: {cleanup}")
 
 
 class SpareKeeper:
@@ -81,19 +103,33 @@ class SpareKeeper:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(REPLENISH_DELAY_S, self.replenish, spawner)
 
-    async def take(self, spawner: Spawner) -> Spare | None:
-        """Returns the spare, which is the caller's from now on, or None if there is none.
+    async def place(self, spawner: Spawner, limits: Limits) -> Placement:
+        """Returns a placement for a job of ``spawner``: the spare's, or a fresh cgroup's.
 
-        A spare made for another spawner (one that died since) is discarded instead.
+        The placement is the caller's from now on; a spare made for another spawner (one
+        that died since) is discarded instead of used.
+
+        Raises:
+            CgroupError: The cgroup could not be made or a limit was refused; nothing of the
+                placement is left.
         """
         spare, self._spare = self._spare, None
-        if spare is None or spare.spawner is spawner:
-            return spare
-        # Its sandbox died with that spawner. If the cgroup cannot be removed now, the next
-        # manager's startup sweep removes it.
-        with contextlib.suppress(CgroupError):
-            await _discard(spare)
-        return None
+        if spare is not None and spare.spawner is not spawner:
+            # Its sandbox died with that spawner. If the cgroup cannot be removed now, the
+            # next manager's startup sweep removes it.
+            with contextlib.suppress(CgroupError):
+                await discard(spare.cgroup)
+            spare = None
+        if spare is None:
+            job_id = new_job_id()
+            return Placement(job_id, self._driver.create(job_id, limits), None)
+        try:
+            # Before the spawn: the prepared sandbox runs nothing of the job until then.
+            spare.cgroup.apply(limits)
+        except BaseException as err:
+            await undo_cgroup(spare.cgroup, err)
+            raise
+        return Placement(spare.job_id, spare.cgroup, spare.job_id)
 
     async def aclose(self) -> None:
         """Stops making spares and removes the current one. Idempotent.
@@ -107,4 +143,5 @@ class SpareKeeper:
             self._timer = None
         spare, self._spare = self._spare, None
         if spare is not None:
-            await _discard(spare)
+            # Killing the cgroup ends the waiting sandbox, which the spawner then reaps.
+            await discard(spare.cgroup)

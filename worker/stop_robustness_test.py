@@ -21,7 +21,7 @@ from worker.errors import CgroupError
 from worker.job import Job
 from worker.manager import JobManager
 from worker.status import JobState
-from worker.testing_manager import config, job, needs_root
+from worker.testing_manager import config, job
 
 _BOUND = 60.0
 """Turns a hang into a failure; no test asserts on time."""
@@ -64,7 +64,7 @@ def test_pidfd_open_failure_is_a_cgroup_error_and_leaks_no_pidfd(
         os.fstat(opened[0])  # The pidfd opened before the failure was closed.
 
 
-@needs_root
+@pytest.mark.kernel
 @pytest.mark.parametrize("via", ["pidfd_open-emfile", "signal_all-bug"])
 async def test_stop_kills_the_job_when_sigterm_fails_unexpectedly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, via: str
@@ -87,11 +87,11 @@ async def test_stop_kills_the_job_when_sigterm_fails_unexpectedly(
     assert reason in stopped.error
 
 
-@needs_root
+@pytest.mark.kernel
 async def test_a_failed_stop_does_not_poison_later_stops(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def not_delivered(pid: int, sig: int, *, group: bool = False) -> bool:
+    async def not_delivered(pid: int, sig: int) -> bool:
         return False
 
     async with JobManager(config(tmp_path)) as manager:
@@ -111,7 +111,7 @@ async def test_a_failed_stop_does_not_poison_later_stops(
     assert stopped.error is not None and "cannot SIGKILL the job: refused" in stopped.error
 
 
-@needs_root
+@pytest.mark.kernel
 @pytest.mark.parametrize("step", ["usage", "remove"])
 async def test_wait_returns_when_releasing_the_cgroup_fails_unexpectedly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str

@@ -63,3 +63,13 @@ async def kill_until_empty(cgroup: JobCgroup) -> None:
                 delay = min(delay * 2, _MAX_DELAY)
     except TimeoutError as err:
         raise CgroupError(f"job cgroup not empty {KILL_SECONDS:.0f} s after SIGKILL") from err
+
+
+async def discard(cgroup: JobCgroup) -> None:
+    """Kills whatever is left in ``cgroup`` and removes it.
+
+    Raises:
+        CgroupError: The cgroup could not be emptied or removed.
+    """
+    await kill_until_empty(cgroup)
+    await cgroup.remove()
