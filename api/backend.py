@@ -24,6 +24,10 @@ class JobBackend(Protocol):
         """Stops a job and returns its final status; an ended job's status as is."""
         ...
 
+    def owner(self, job_id: str) -> str:
+        """Returns the owner of a job, reading nothing else; raises JobNotFound."""
+        ...
+
     async def status(self, job_id: str) -> JobStatus:
         """Returns a job's status; raises JobNotFound."""
         ...

@@ -203,6 +203,9 @@ async def test_oversized_and_undecodable_requests(pki_dir: Path) -> None:
 
 
 class _BuggyBackend(FakeJobManager):
+    def owner(self, job_id: str) -> str:
+        raise KeyError("internal detail the client must not see")
+
     async def status(self, job_id: str) -> JobStatus:
         raise KeyError("internal detail the client must not see")
 

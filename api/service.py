@@ -16,11 +16,7 @@ from api.identity import Identity, current_caller
 from jobworker.v1 import jobworker_pb2 as pb
 from jobworker.v1 import jobworker_pb2_grpc
 from worker.errors import JobNotFound
-from worker.status import JobStatus
-
-# The proto promises at most 64 KiB per message; the backend promises the same, and this
-# re-split keeps the promise even if a backend ever yields bigger chunks.
-MAX_CHUNK_BYTES = 64 * 1024
+from worker.output_log import CHUNK_SIZE
 
 Context = Any  # grpc.aio.ServicerContext; the stubs' generics add nothing here.
 
@@ -39,13 +35,21 @@ class JobWorkerService(jobworker_pb2_grpc.JobWorkerServicer):  # type: ignore[mi
         """Serves ``backend``, which the caller owns and closes."""
         self._backend = backend
 
-    async def _load(self, method: str, caller: Identity, raw_id: str) -> JobStatus:
+    def _authorize(self, method: str, raw_id: str) -> str:
+        """Returns the id of a job the caller may act on through ``method``.
+
+        Only the owner is looked up: no usage is read, so a job whose cgroup cannot be read
+        can still be stopped and streamed.
+
+        Raises:
+            InvalidSpec: ``raw_id`` is not shaped like a job id.
+            JobNotFound: No such job, or one the caller may not see.
+        """
         job_id = convert.job_id(raw_id)
-        status = await self._backend.status(job_id)
-        if not policy.may_act_on(method, caller, status.owner):
+        if not policy.may_act_on(method, _caller(), self._backend.owner(job_id)):
             # Same exception, hence same code and text, as a job that does not exist.
             raise JobNotFound(job_id)
-        return status
+        return job_id
 
     async def StartJob(  # noqa: N802
         self, request: pb.StartJobRequest, context: Context
@@ -61,15 +65,16 @@ class JobWorkerService(jobworker_pb2_grpc.JobWorkerServicer):  # type: ignore[mi
     ) -> pb.StopJobResponse:
         """Stops a job the caller may act on and returns its final status."""
         grace = convert.grace(request)
-        status = await self._load(policy.STOP_JOB, _caller(), request.job_id)
-        final = await self._backend.stop(status.job_id, grace)
+        job_id = self._authorize(policy.STOP_JOB, request.job_id)
+        final = await self._backend.stop(job_id, grace)
         return pb.StopJobResponse(job=convert.status_to_pb(final))
 
     async def GetJob(  # noqa: N802
         self, request: pb.GetJobRequest, context: Context
     ) -> pb.GetJobResponse:
         """Returns the status of a job the caller may act on."""
-        status = await self._load(policy.GET_JOB, _caller(), request.job_id)
+        job_id = self._authorize(policy.GET_JOB, request.job_id)
+        status = await self._backend.status(job_id)
         return pb.GetJobResponse(job=convert.status_to_pb(status))
 
     async def ListJobs(  # noqa: N802
@@ -91,13 +96,15 @@ class JobWorkerService(jobworker_pb2_grpc.JobWorkerServicer):  # type: ignore[mi
         reader at once instead of leaving it to the garbage collector.
         """
         start = convert.offset(request)
-        status = await self._load(policy.STREAM_OUTPUT, _caller(), request.job_id)
+        job_id = self._authorize(policy.STREAM_OUTPUT, request.job_id)
         position = start
-        chunks = self._backend.output(status.job_id, start, request.follow)
+        chunks = self._backend.output(job_id, start, request.follow)
         try:
             async for chunk in chunks:
-                for begin in range(0, len(chunk), MAX_CHUNK_BYTES):
-                    piece = chunk[begin : begin + MAX_CHUNK_BYTES]
+                # The proto promises at most CHUNK_SIZE per message, as the backend does;
+                # re-splitting keeps the promise even if a backend ever yields more.
+                for begin in range(0, len(chunk), CHUNK_SIZE):
+                    piece = chunk[begin : begin + CHUNK_SIZE]
                     yield pb.StreamOutputResponse(data=piece, offset=position)
                     position += len(piece)
         finally:

@@ -28,7 +28,9 @@ from api.testing_daemon import (  # noqa: E402
 from api.testing_fake_manager import FakeJobManager  # noqa: E402
 from api.tls import server_credentials  # noqa: E402
 from jobworker.v1 import jobworker_pb2 as pb  # noqa: E402
+from worker.errors import CgroupError  # noqa: E402
 from worker.spec import Limits  # noqa: E402
+from worker.status import JobStatus  # noqa: E402
 
 MISSING_ID = "A" * 22  # Well-formed, never issued.
 
@@ -222,6 +224,25 @@ async def test_a_job_of_another_user_is_indistinguishable_from_a_missing_one(
                     await bob.GetJob(pb.GetJobRequest(job_id=target), timeout=RPC_TIMEOUT)
                 answers.append((raised.value.code(), raised.value.details()))
     assert answers[0] == answers[1] == (grpc.StatusCode.NOT_FOUND, "job not found")
+
+
+class _UnreadableUsage(FakeJobManager):
+    async def status(self, job_id: str) -> JobStatus:
+        raise CgroupError("cannot read cpu.stat: No such device")
+
+
+async def test_stop_and_stream_do_not_read_usage_to_check_ownership(pki_dir: Path) -> None:
+    backend = _UnreadableUsage()
+    async with running_daemon(backend, pki_dir) as daemon, daemon.stub("alice") as stub:
+        job_id = await _start(stub, "/bin/true")
+        await backend.append(job_id, b"out")
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.GetJob(pb.GetJobRequest(job_id=job_id), timeout=RPC_TIMEOUT)
+        assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        stream = stub.StreamOutput(pb.StreamOutputRequest(job_id=job_id, follow=False))
+        assert await _collect(stream) == b"out"
+        stopped = await stub.StopJob(pb.StopJobRequest(job_id=job_id), timeout=RPC_TIMEOUT)
+    assert stopped.job.state == pb.JOB_STATE_STOPPED
 
 
 async def test_a_second_daemon_cannot_share_the_port(pki_dir: Path) -> None:

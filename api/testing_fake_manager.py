@@ -15,10 +15,9 @@ from collections.abc import AsyncIterator
 
 from worker.errors import JobNotFound, ManagerClosed
 from worker.ids import new_job_id
+from worker.output_log import CHUNK_SIZE
 from worker.spec import JobSpec, Limits
 from worker.status import JobState, JobStatus, Usage
-
-CHUNK = 64 * 1024
 
 
 class _FakeJob:
@@ -109,6 +108,10 @@ class FakeJobManager:
             await job.changed.wait_for(lambda: job.status.state is not JobState.RUNNING)
         return job.status
 
+    def owner(self, job_id: str) -> str:
+        """Returns the job's owner."""
+        return self._job(job_id).status.owner
+
     async def status(self, job_id: str) -> JobStatus:
         """Returns the job's status."""
         return self._job(job_id).status
@@ -136,7 +139,7 @@ class FakeJobManager:
                         )
 
                     await job.changed.wait_for(ready)
-                    data = bytes(job.output[position : position + CHUNK])
+                    data = bytes(job.output[position : position + CHUNK_SIZE])
                 if data:
                     position += len(data)
                     yield data
