@@ -32,9 +32,10 @@ from api.testing_daemon import (  # noqa: E402
 )
 from api.tls import channel_credentials, server_credentials  # noqa: E402
 from jobworker.v1 import jobworker_pb2 as pb  # noqa: E402
-from worker.manager import JobManager, ManagerConfig  # noqa: E402
+from worker.config import ManagerConfig  # noqa: E402
+from worker.manager import JobManager  # noqa: E402
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="real jobs need root")
+pytestmark = pytest.mark.kernel
 
 PYTHON = "/usr/bin/python3"  # World-executable; the pyenv python under /root is not.
 # Writes `blocks` distinct 4 KiB blocks, flushing every block so followers see it grow.

@@ -42,7 +42,7 @@ _REPO = Path(__file__).resolve().parents[1]
 # replaced: no_leaks_except_job_cgroups checks the rest per test, module_daemon the
 # cgroups at the end.
 E2E_MARKS = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="jobworkerd needs root"),
+    pytest.mark.kernel,
     pytest.mark.allow_leaks,
 ]
 

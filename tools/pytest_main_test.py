@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tools import pytest_main
+from tools.testing import pytest_plugin
 
 _MAIN = Path(pytest_main.__file__)
 
@@ -108,3 +109,36 @@ def test_args_without_bazel_environment() -> None:
 def test_exit_code_is_pytests(tmp_path: Path, source: str, exit_code: int) -> None:
     result = _run(tmp_path, "sample_test.py", source)
     assert result.returncode == exit_code, result.stdout + result.stderr
+
+
+# The test file pretends to run as a normal user: the plugin asks os.geteuid() after
+# collection, by which time the file has been imported.
+_KERNEL_TEST_AS_USER = """
+import os
+
+import pytest
+
+os.geteuid = lambda: 1000
+
+def test_plain():
+    pass
+
+@pytest.mark.kernel
+def test_needs_the_kernel():
+    pass
+"""
+
+
+def test_kernel_tests_without_root_fail_the_run_with_one_line(tmp_path: Path) -> None:
+    result = _run(tmp_path, "sample_test.py", _KERNEL_TEST_AS_USER)
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"ERROR: {pytest_plugin.KERNEL_NEEDS_ROOT}"]
+    assert "passed" not in result.stdout
+
+
+def test_kernel_tests_as_root_run(tmp_path: Path) -> None:
+    source = _KERNEL_TEST_AS_USER.replace("os.geteuid = lambda: 1000", "os.geteuid = lambda: 0")
+    result = _run(tmp_path, "sample_test.py", source)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout

@@ -12,20 +12,21 @@ import os
 import random
 from pathlib import Path
 
+import pytest
+
 from worker.manager import JobManager
 from worker.status import JobState
 from worker.testing_manager import (
     PYTHON,
     config,
     job,
-    needs_root,
     pattern,
     pattern_job,
     read_all,
     sha256,
 )
 
-pytestmark = needs_root
+pytestmark = pytest.mark.kernel
 
 
 # Writes the first half of `pattern(blocks)`, then waits for SIGTERM (blocked, so it cannot be

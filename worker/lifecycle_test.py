@@ -20,14 +20,13 @@ from worker.testing_manager import (
     PYTHON,
     config,
     job,
-    needs_root,
     pattern,
     pattern_job,
     read_all,
     sha256,
 )
 
-pytestmark = needs_root
+pytestmark = pytest.mark.kernel
 
 _IGNORE_TERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
 

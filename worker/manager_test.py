@@ -17,9 +17,9 @@ from worker.ids import is_job_id
 from worker.manager import JobManager
 from worker.spec import Limits
 from worker.status import JobState
-from worker.testing_manager import PYTHON, config, job, log_files, needs_root, read_all
+from worker.testing_manager import PYTHON, config, job, log_files, read_all
 
-pytestmark = needs_root
+pytestmark = pytest.mark.kernel
 
 
 async def test_exit_code_and_output_are_reported(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Isolation of jobs (issue 5), observed from inside the job and from the host."""
+"""Isolation of jobs, observed from inside the job and from the host."""
 
 import asyncio
 import json
@@ -15,7 +15,6 @@ from worker.testing_spawner import (
     NOBODY,
     PYTHON,
     is_alive,
-    needs_root,
     open_log,
     pid_namespace,
     processes_in,
@@ -26,7 +25,7 @@ from worker.testing_spawner import (
     wait_for_text,
 )
 
-pytestmark = needs_root
+pytestmark = pytest.mark.kernel
 
 
 async def run_python(code: str, log: Path, *args: str) -> object:

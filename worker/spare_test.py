@@ -13,10 +13,10 @@ from worker.cgroup.base import JOB_DIR_PREFIX
 from worker.errors import CgroupError
 from worker.manager import JobManager
 from worker.spec import Limits
-from worker.testing_manager import PYTHON, config, job, needs_root, read_all
+from worker.testing_manager import PYTHON, config, job, read_all
 from worker.testing_spawner import children_of, until
 
-pytestmark = needs_root
+pytestmark = pytest.mark.kernel
 
 # Prints its cgroups, then forks: a pids limit of 1 makes the fork fail.
 _CGROUP_THEN_FORK = "print(open('/proc/self/cgroup').read(), flush=True); import os; os.fork()"

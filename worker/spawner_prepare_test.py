@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from worker.errors import SpawnerLost
-from worker.spawner import ExitStatus, Spawner
+from worker.spawn_protocol import ExitStatus
+from worker.spawner import Spawner
 from worker.testing_spawner import (
     children_of,
     is_alive,
-    needs_root,
     open_log,
     procs_of,
     request,
@@ -24,7 +24,7 @@ from worker.testing_spawner import (
     until,
 )
 
-pytestmark = needs_root
+pytestmark = pytest.mark.kernel
 
 
 @pytest.fixture(name="cgroup")

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from worker.errors import SpawnerLost, StartFailed
-from worker.spawner import ExitStatus, Spawner
+from worker.spawn_protocol import ExitStatus
+from worker.spawner import Spawner
 from worker.testing_spawner import (
     PYTHON,
     children_of,
     is_alive,
-    needs_root,
     open_log,
     request,
     run,
@@ -23,7 +23,7 @@ from worker.testing_spawner import (
     wait_for_text,
 )
 
-pytestmark = needs_root
+pytestmark = pytest.mark.kernel
 
 
 @pytest.mark.parametrize("code", [0, 3, 255])
@@ -78,7 +78,7 @@ async def test_sigterm_reaches_a_handler_and_is_ignored_without_one(tmp_path: Pa
         waiter = asyncio.create_task(spawner.wait(without))
         done, _ = await asyncio.wait([waiter], timeout=0.5)
         assert not done
-        assert await spawner.kill(without, signal.SIGKILL, group=True)
+        assert await spawner.kill(without, signal.SIGKILL)
         assert (await waiter).signal == signal.SIGKILL
     assert "term" in small_text(tmp_path / "log")
 

@@ -6,17 +6,12 @@ import hashlib
 import os
 from pathlib import Path
 
-import pytest
-
-from worker.manager import JobManager, ManagerConfig
+from worker.config import ManagerConfig
+from worker.manager import JobManager
 from worker.spec import JobSpec, Limits
 
 # Jobs run as uid 65534, which cannot use the pyenv interpreter under /root (mode 0700).
 PYTHON = "/usr/bin/python3"
-
-needs_root = pytest.mark.skipif(
-    os.geteuid() != 0, reason="jobs need root: cgroups, namespaces and another uid"
-)
 
 # The job side of `pattern`: block i is sha256(str(i)) repeated 64 times (2 KiB). The job
 # flushes and pauses now and then, so readers see the log grow while they follow it.

@@ -8,13 +8,11 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
-
-from worker.spawner import ExitStatus, Spawner, SpawnRequest
+from worker.spawn_protocol import ExitStatus, SpawnRequest
+from worker.spawner import Spawner
 
 NOBODY = 65534
 PYTHON = "/usr/bin/python3"  # World-executable, unlike the pyenv interpreter under /root.
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and setuid need root")
 
 
 def request(*argv: str, cwd: str = "/", cgroup_procs: tuple[str, ...] = ()) -> SpawnRequest:

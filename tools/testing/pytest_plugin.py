@@ -1,7 +1,9 @@
 """The pytest plugin every jobworker test runs with (loaded by //tools:pytest.bzl).
 
 It runs ``async def`` tests on a fresh event loop and fails a test that leaves behind an
-asyncio task, a thread, an fd, a child process or a job cgroup.
+asyncio task, a thread, an fd, a child process or a job cgroup. Tests marked ``kernel``
+(cgroups, namespaces, another uid) need root: without it the run stops with one line saying
+so, rather than skip them and report green.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from typing import Any
 import pytest
 
 from tools.testing.leakcheck import Snapshot, wait_for_no_leaks
+
+KERNEL_NEEDS_ROOT = (
+    "kernel tests need root: run as root, or `bazel test //... --test_tag_filters=-kernel`"
+)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -58,9 +64,22 @@ def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         pytest.fail(f"test leaked: {leaks}", pytrace=False)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Stops the run before any test when it holds kernel tests and this is not root.
+
+    Raises:
+        pytest.UsageError: With KERNEL_NEEDS_ROOT; Bazel then reports the target failed.
+    """
+    if os.geteuid() != 0 and any(item.get_closest_marker("kernel") for item in session.items):
+        raise pytest.UsageError(KERNEL_NEEDS_ROOT)
+
+
 def pytest_configure(config: Any) -> None:
     """Registers the markers this plugin reads, and the hypothesis profile where present."""
     config.addinivalue_line("markers", "allow_leaks: skip the leak check (module fixtures only)")
+    config.addinivalue_line(
+        "markers", "kernel: needs root for cgroups, namespaces or another uid (Bazel tag kernel)"
+    )
     # Only targets that use hypothesis depend on it. Their examples are the same on every
     # run, and have no deadline: a stall of the TCG VM or of a loaded host is not a failure.
     if importlib.util.find_spec("hypothesis") is not None:

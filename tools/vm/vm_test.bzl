@@ -14,8 +14,9 @@ def vm_pytest_test(name, tests, deps = [], timeout_s = 1200, tags = [], **kwargs
         only the files named *_test.py are run, the others are their helpers.
       deps: py_library deps of the tests.
       timeout_s: qemu is killed after this many seconds (TCG is slow: give it room).
-      tags: extra tags; "local" (qemu, 9p passthrough of /) and "exclusive" (the VM wants
-        both cores, and the throttling tests in it want them undisturbed) are always set.
+      tags: extra tags; "local" (qemu, 9p passthrough of /), "exclusive" (the VM wants both
+        cores, and the throttling tests in it want them undisturbed) and "kernel" (root, as
+        for every kernel test: tools/testing/pytest_plugin.py) are always set.
       **kwargs: passed through to py_test.
     """
     native.py_test(
@@ -33,7 +34,7 @@ def vm_pytest_test(name, tests, deps = [], timeout_s = 1200, tags = [], **kwargs
             "--timeout_s=%d" % timeout_s,
         ] + ["$(rootpaths %s)" % t for t in tests],
         size = "enormous",
-        tags = tags + ["local", "exclusive"],
+        tags = tags + ["local", "exclusive", "kernel"],
         python_version = "PY3",
         srcs_version = "PY3",
         **kwargs

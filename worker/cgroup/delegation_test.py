@@ -20,7 +20,7 @@ import pytest
 from worker.cgroup import detect, v1, v2
 from worker.cgroup.base import PARENT_DIR_NAME, CgroupMode
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
+pytestmark = pytest.mark.kernel
 
 ROOT = Path("/sys/fs/cgroup")
 # The child joins the unit cgroup(s) named in argv, opens a driver, makes one limited job and

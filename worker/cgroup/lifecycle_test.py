@@ -19,7 +19,7 @@ from worker.cgroup.testing_jobs import JobFactory, exists, listed_pids, start_in
 from worker.errors import CgroupError
 from worker.spec import Limits
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
+pytestmark = pytest.mark.kernel
 
 # Five processes that try to escape: a setsid'd one, a double-forked one (its parent exits
 # at once), a setsid'd shell with a child, and the job's main process.

@@ -26,7 +26,7 @@ from worker.cgroup.testing_jobs import JobFactory, listed_pids, start_in, wait_e
 from worker.errors import CgroupError
 from worker.spec import Limits
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
+pytestmark = pytest.mark.kernel
 
 MiB = 1 << 20
 # The VM harness names its brd ramdisk (/dev/ram0, 1:0) here; on the host it is unset and
