@@ -12,7 +12,8 @@ import resource
 from api import server
 from api.pki import TlsFiles
 from api.tls import server_credentials
-from worker.manager import JobManager, ManagerConfig
+from worker.config import ManagerConfig
+from worker.manager import JobManager
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

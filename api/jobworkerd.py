@@ -17,7 +17,7 @@ from pathlib import Path
 from absl import app, flags, logging
 
 from api import pki, tls_policy
-from worker.manager import ManagerConfig
+from worker.config import ManagerConfig
 from worker.spec import Limits
 
 _LISTEN = flags.DEFINE_string("listen", "127.0.0.1:50051", "host:port to serve on.")

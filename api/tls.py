@@ -4,7 +4,7 @@ The client must present a certificate issued by our CA (``require_client_auth=Tr
 BoringSSL then checks its chain, validity period and clientAuth key usage during the
 handshake, before any RPC runs. TLS 1.2 is refused by api/tls_policy.py. The key exchange
 is grpc's default: grpcio 1.85.3 clients offer X25519MLKEM768 first and the server picks
-it (asserted by api/handshake_test.py).
+it (api/tls_test.py parses the ServerHello on the wire to assert it).
 """
 
 from __future__ import annotations

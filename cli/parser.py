@@ -8,7 +8,6 @@ subcommand. Everything after ``--`` is the job's command line, passed on untouch
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -18,12 +17,6 @@ from absl.flags import argparse_flags
 from cli import connection, units
 
 _T = TypeVar("_T")
-
-# Job ids are 22 URL-safe base64 characters, so about one in 64 starts with "-", and
-# argparse takes any such token for an option (bpo-9334), making `jobctl status $id` fail.
-# No option of jobctl is 22 characters of this alphabet, so such a token can only be an id.
-_DASH_JOB_ID = re.compile(r"-[A-Za-z0-9_-]{21}")
-_ID_COMMANDS = frozenset({"status", "logs", "stop"})
 
 EPILOG = f"""\
 connection (flags win over the environment):
@@ -204,17 +197,6 @@ def build_parser(prog: str = "jobctl") -> argparse.ArgumentParser:
     return parser
 
 
-def _protect_dash_ids(args: list[str]) -> list[str]:
-    """Moves an id that starts with "-" behind a "--", where argparse reads it as the ID."""
-    command = next((a for a in args if a in _ID_COMMANDS), None)
-    if command is None or "--" in args:
-        return args
-    ids = [a for a in args if _DASH_JOB_ID.fullmatch(a)]
-    if not ids:
-        return args
-    return [a for a in args if a not in ids] + ["--", *ids]
-
-
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     """Parses ``argv`` (with the program name first); exits 2 with usage when invalid."""
-    return build_parser().parse_args(_protect_dash_ids(list(argv[1:])))
+    return build_parser().parse_args(list(argv[1:]))

@@ -10,8 +10,7 @@ These stand in for rules_python (which cannot be fetched offline for Bazel 4.2.3
   Labels are `@pypi//:<name>` with the name normalised as in PEP 503 with underscores
   (`absl_py`, `grpcio_tools`, `types_protobuf`).
 
-TODO: switch to bzlmod and rules_python's pip.parse once a Bazel >= 7 and the Bazel Central
-Registry are reachable; these rules then go away with third_party/.
+These rules go away with third_party/ on the move to bzlmod (the TODO in MODULE.bazel).
 """
 
 def _host_python_impl(rctx):

@@ -12,6 +12,7 @@ import types
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
+    from worker.config import ManagerConfig
     from worker.errors import (
         CgroupError,
         InvalidSpec,
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
         StartFailed,
         WorkerError,
     )
-    from worker.manager import JobManager, ManagerConfig
+    from worker.manager import JobManager
     from worker.spec import DEFAULT_PATH, JobSpec, Limits
     from worker.status import JobState, JobStatus, Usage
 
@@ -35,7 +36,7 @@ _MODULE_OF: Final = types.MappingProxyType(
         "StartFailed": "worker.errors",
         "WorkerError": "worker.errors",
         "JobManager": "worker.manager",
-        "ManagerConfig": "worker.manager",
+        "ManagerConfig": "worker.config",
         "DEFAULT_PATH": "worker.spec",
         "JobSpec": "worker.spec",
         "Limits": "worker.spec",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from worker import inotify
-from worker.output_log import LogWatcher
+from worker.inotify import LogWatcher
 from worker.testing_output_log import wait_until
 
 

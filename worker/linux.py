@@ -15,8 +15,6 @@ import struct
 
 # <sched.h>, see unshare(2).
 CLONE_NEWNS = 0x00020000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
@@ -35,11 +33,6 @@ PR_SET_CHILD_SUBREAPER = 36
 
 # <asm-generic/mman-common.h>, see madvise(2) (Linux 5.14).
 MADV_POPULATE_WRITE = 23
-
-# <linux/close_range.h>, see close_range(2).
-CLOSE_RANGE_CLOEXEC = 1 << 2
-_CLOSE_RANGE_MAX = 0xFFFFFFFF
-_SYS_CLOSE_RANGE = 436  # Same number on every architecture (asm-generic unified table).
 
 # <linux/sockios.h> and <net/if.h>, see netdevice(7).
 _SIOCGIFFLAGS = 0x8913
@@ -63,7 +56,6 @@ _LIBC.prctl.argtypes = [
     ctypes.c_ulong,
     ctypes.c_ulong,
 ]
-_LIBC.syscall.argtypes = [ctypes.c_long, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint]
 _LIBC.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 
 
@@ -101,11 +93,6 @@ def prctl(option: int, arg2: int) -> None:
     _check(_LIBC.prctl(option, arg2, 0, 0, 0), f"prctl({option})")
 
 
-def close_range(first: int, last: int = _CLOSE_RANGE_MAX, flags: int = 0) -> None:
-    """Closes fds first..last, or marks them close-on-exec (man 2 close_range)."""
-    _check(_LIBC.syscall(_SYS_CLOSE_RANGE, first, last, flags), "close_range")
-
-
 def populate_private_writable() -> None:
     """Faults in every private writable mapping now (madvise MADV_POPULATE_WRITE).
 
@@ -128,11 +115,3 @@ def set_interface_up(name: str) -> None:
         request = _IFREQ_FLAGS.pack(name.encode(), 0)
         _, flags = _IFREQ_FLAGS.unpack(fcntl.ioctl(sock, _SIOCGIFFLAGS, request))
         fcntl.ioctl(sock, _SIOCSIFFLAGS, _IFREQ_FLAGS.pack(name.encode(), flags | _IFF_UP))
-
-
-def interface_is_up(name: str) -> bool:
-    """Returns whether IFF_UP is set on a network interface."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        request = _IFREQ_FLAGS.pack(name.encode(), 0)
-        _, flags = _IFREQ_FLAGS.unpack(fcntl.ioctl(sock, _SIOCGIFFLAGS, request))
-        return bool(flags & _IFF_UP)

@@ -25,8 +25,6 @@ from typing import Final
 
 from worker.inotify import LogWatcher
 
-__all__ = ["CHUNK_SIZE", "LogWatcher", "OutputLog"]
-
 CHUNK_SIZE: Final = 64 * 1024
 """The largest chunk a reader yields, so a reader holds at most this much memory."""
 
@@ -81,11 +79,6 @@ class OutputLog:
     def finished(self) -> bool:
         """Whether `finish` or `close` was called: no byte will be added any more."""
         return self._finished
-
-    @property
-    def closed(self) -> bool:
-        """Whether `close` was called."""
-        return self._closed
 
     @property
     def reader_count(self) -> int:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.output_log import CHUNK_SIZE, LogWatcher, OutputLog
+from worker.inotify import LogWatcher
+from worker.output_log import CHUNK_SIZE, OutputLog
 from worker.testing_output_log import (
     collect,
     digest,

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from worker.output_log import CHUNK_SIZE, LogWatcher, OutputLog
+from worker.inotify import LogWatcher
+from worker.output_log import CHUNK_SIZE, OutputLog
 from worker.testing_output_log import (
     HANG,
     collect,

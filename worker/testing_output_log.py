@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Final
 
-from worker.output_log import CHUNK_SIZE, LogWatcher, OutputLog
+from worker.inotify import LogWatcher
+from worker.output_log import CHUNK_SIZE, OutputLog
 
 HANG: Final = 120.0
 """A generous bound that only turns a hang into a failure; no test asserts on time."""

@@ -1,7 +1,7 @@
 """jobworker benchmarks: one run, one table, jobworker side by side with baselines.
 
-Run with ``tools/bazel run //tools:bench`` as root. Rows follow issue 8; the results and their
-reading live in docs/benchmarks.md. Nothing here is a pass/fail test: these machines are noisy,
+Run with ``tools/bazel run //tools:bench`` as root. The results and their reading live in
+docs/benchmarks.md. Nothing here is a pass/fail test: these machines are noisy,
 so the table reports ratios to baselines measured in the same run.
 """
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from tools.bench.stats import Latency
 from tools.testing import leakcheck
 from worker import spare
-from worker.manager import JobManager, ManagerConfig
+from worker.config import ManagerConfig
+from worker.manager import JobManager
 from worker.spec import JobSpec, Limits
 
 # The same limits as the runc row, so the two start the same amount of kernel work.

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-# TCG, not KVM: /dev/kvm exists on these machines but a KVM guest hangs at boot (issue 4).
+# TCG, not KVM: /dev/kvm exists on these machines but a KVM guest hangs at boot (measured).
 # "-cpu max" gives the guest every feature TCG emulates; "-no-reboot" turns the guest's
 # reboot or panic into qemu exiting, so a crashed guest ends the run instead of looping.
 # "-nic none": the guest needs no network, and without a NIC the BIOS skips the iPXE ROM.

@@ -19,7 +19,8 @@ from worker.spec import Limits
 # TODO: find why, only when Bazel runs the cgroup tests, opening the cgroup.procs of a
 # just-made v1 cpuacct directory sometimes fails with ENOENT while the directory exists
 # (listed before and after); retrying here keeps these tests about what they assert. The
-# spawner's join has not shown it (see the issue 4 note).
+# spawner's join has not shown it. Next step: trace the failing open in the kernel (a kernfs
+# lookup of a node not yet activated is the suspect).
 JOIN_SCRIPT = (
     'for f in $JOIN; do n=0; until echo 0 2>/dev/null > "$f"; do n=$((n + 1)); '
     '[ "$n" -lt 50 ] || exit 99; sleep 0.01; done; done; exec "$@"'
