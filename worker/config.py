@@ -7,6 +7,9 @@ from pathlib import Path
 
 from worker.spec import Limits
 
+JOBINIT = Path(__file__).parent / "init" / "jobinit"
+"""jobinit as //worker/init:jobinit builds it, beside this package in the runfiles."""
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ManagerConfig:
@@ -22,6 +25,8 @@ class ManagerConfig:
         max_limits: Upper bounds; a spec above one fails with InvalidSpec("limits.<name>").
         cgroup_root: Where the cgroup hierarchies are mounted.
         io_paths: Filesystems whose backing disks get the IO limits.
+        init_path: The jobinit binary, PID 1 of every job; it must be executable by
+            ``job_uid``, but no path to it needs to be.
     """
 
     data_dir: Path
@@ -32,3 +37,4 @@ class ManagerConfig:
     max_limits: Limits = dataclasses.field(default_factory=Limits)
     cgroup_root: Path = Path("/sys/fs/cgroup")
     io_paths: tuple[str, ...] = ("/",)
+    init_path: Path = JOBINIT

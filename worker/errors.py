@@ -32,6 +32,14 @@ class JobNotFound(WorkerError):
         self.job_id = job_id
 
 
+class JobNotRunning(WorkerError):
+    """The job has ended, so it cannot take the request (a signal)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__("the job has ended")
+        self.job_id = job_id
+
+
 class StartFailed(WorkerError):
     """The job could not be started; nothing of it is left running.
 

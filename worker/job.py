@@ -15,16 +15,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
-import signal
 
 from worker.cgroup.base import JobCgroup
 from worker.cgroup.teardown import kill_until_empty
-from worker.errors import CgroupError, SpawnerLost
+from worker.errors import JobNotRunning, SpawnerLost
 from worker.output_log import OutputLog
 from worker.spawn_protocol import ExitStatus
 from worker.spawner import Spawner
 from worker.spec import JobSpec, Limits
-from worker.status import JobState, JobStatus, Usage
+from worker.status import JobState, JobStatus, StopReason, Usage
+from worker.stopper import Stopper, describe
 from worker.tasks import TaskSet
 
 
@@ -72,16 +72,21 @@ class Job:
         # PID 1, even after the manager has replaced a dead spawner with a new one.
         self._spawner = spawner
         self._pid = pid
-        self._tasks = tasks
-        self._stop_task: asyncio.Task[None] | None = None
         self._started_at = utc_now()
         self._ended_at: datetime.datetime | None = None
-        self._stop_requested = False
         self._exit: ExitStatus | None = None
         self._failure: str | None = None
         self._problems: list[str] = []
         self._usage = Usage()
-        self._kill_timer: asyncio.Timeout | None = None
+        self._stopper = Stopper(
+            name=job_id,
+            spawner=spawner,
+            pid=pid,
+            cgroup=cgroup,
+            exited=self.exited,
+            tasks=tasks,
+            problems=self._problems,
+        )
 
     @property
     def owner(self) -> str:
@@ -105,11 +110,12 @@ class Job:
             state = JobState.RUNNING
         elif self._failure is not None:
             state = JobState.FAILED
-        elif self._stop_requested:
+        elif self._stopper.reason is not None:
             state = JobState.STOPPED
         else:
             state = JobState.EXITED
         exit_status = self._exit if final else None
+        lost = final and self._failure is not None
         errors = ([self._failure] if self._failure else []) + self._problems
         return JobStatus(
             job_id=self.job_id,
@@ -118,8 +124,9 @@ class Job:
             state=state,
             exit_code=exit_status.exit_code if exit_status else None,
             signal=exit_status.signal if exit_status else None,
+            core_dumped=exit_status.core_dumped if exit_status else False,
             oom_killed=self._usage.oom_kills > 0,
-            stop_requested=self._stop_requested,
+            stop_reason=StopReason.WORKER_LOST if lost else self._stopper.reason,
             started_at=self._started_at,
             ended_at=self._ended_at,
             limits=self.limits,
@@ -146,6 +153,7 @@ class Job:
                 self._failure = f"waiting for the job failed: {err!r}"
             finally:
                 self.exited.set()
+                self._stopper.cancel()
             await self._release()
         finally:
             # Whatever broke above, even a cancellation, the status becomes final: wait(),
@@ -168,91 +176,41 @@ class Job:
             final = await asyncio.to_thread(self._cgroup.usage)
             self._usage = dataclasses.replace(final, memory_bytes=0)
         except Exception as err:
-            self._problems.append(f"final cgroup cleanup failed: {_reason(err)}")
+            self._problems.append(f"final cgroup cleanup failed: {describe(err)}")
         finally:
             self.log.finish()
         try:
             await self._cgroup.remove()
         except Exception as err:
-            self._problems.append(f"removing the job's cgroup failed: {_reason(err)}")
+            self._problems.append(f"removing the job's cgroup failed: {describe(err)}")
 
-    def begin_stop(self, grace: float) -> asyncio.Task[None] | None:
-        """Requests a stop; returns the task of the stop sequence, or None if none is needed.
+    def begin_stop(self, grace: float, reason: StopReason) -> asyncio.Task[None] | None:
+        """Requests a stop; see `Stopper.begin`."""
+        return self._stopper.begin(grace, reason)
 
-        A request for a job whose program has already exited changes nothing: stop of an
-        ended job is a no-op that reports the final status. A second request while a stop
-        is in progress joins it, and only moves the SIGKILL earlier when its grace is
-        shorter. A request after a stop sequence that failed starts a new one. The task
-        returns once the kill was sent, not once the job is final (wait for `finished`),
-        and raises CgroupError when the job could not be killed.
-        """
-        if self.exited.is_set():
-            return None
-        if self._stop_task is None or _failed(self._stop_task):
-            # A stop sequence that raised (it could not SIGKILL the job) is not joined but
-            # retried: re-awaiting it would only repeat its stale error while the job runs.
-            self._stop_requested = True
-            self._stop_task = self._tasks.start(self._stop(grace), f"jobworker-stop-{self.job_id}")
-        elif self._kill_timer is not None:
-            deadline = asyncio.get_running_loop().time() + grace
-            when = self._kill_timer.when()
-            if when is None or deadline < when:
-                self._kill_timer.reschedule(deadline)
-        return self._stop_task
+    def set_deadline(self, seconds: float, grace: float) -> None:
+        """Stops the job with ``grace`` once it has run ``seconds`` (StopReason.DEADLINE)."""
+        self._stopper.set_deadline(seconds, grace)
 
-    async def _stop(self, grace: float) -> None:
-        """Runs the stop sequence: SIGTERM to every process, grace period, SIGKILL.
+    async def signal(self, sig: int, *, everyone: bool = False) -> None:
+        """Sends ``sig`` to the job's program, or to every process of the job but its init.
+
+        The program gets it through jobinit, which forwards it (SIGSTOP and SIGCONT too);
+        SIGKILL kills jobinit, and with it the job. ``everyone`` signals through the cgroup
+        instead, leaving out jobinit, which would forward a second copy to the program.
 
         Raises:
-            CgroupError: Neither the cgroup kill nor the spawner could SIGKILL the job.
+            JobNotRunning: The job has ended.
+            CgroupError: The cgroup could not be signalled.
         """
-        if self.exited.is_set():  # It ended between begin_stop and this task's first step.
+        if self.exited.is_set():
+            raise JobNotRunning(self.job_id)
+        if everyone:
+            await asyncio.to_thread(self._cgroup.signal_all, sig, frozenset({self._pid}))
             return
         try:
-            # Note: the kernel drops a signal sent to a PID namespace's init unless it has
-            # a handler for it (pid_namespaces(7)), so a program without a SIGTERM handler
-            # outlives the grace period and is SIGKILLed, which the kernel always delivers.
-            self._cgroup.signal_all(signal.SIGTERM)
-        except Exception as err:  # Whatever failed, the SIGKILL below must still happen.
-            self._problems.append(f"SIGTERM failed, killed without grace: {_reason(err)}")
-            grace = 0.0
-        timer = asyncio.timeout(grace)
-        self._kill_timer = timer
-        try:
-            async with timer:
-                await self.exited.wait()
-            return
-        except TimeoutError:
-            if self.exited.is_set():
-                return
-        finally:
-            self._kill_timer = None
-        await self._kill()
-
-    async def _kill(self) -> None:
-        cgroup_error: Exception | None = None
-        try:
-            self._cgroup.kill_all()
-        except Exception as err:  # The spawner's SIGKILL of PID 1 below may still work.
-            cgroup_error = err
-        try:
-            # Killing PID 1 is enough on its own: the kernel then kills the whole namespace.
-            delivered = await self._spawner.kill(self._pid, signal.SIGKILL)
-        except SpawnerLost:
-            # The job dies with its spawner (PDEATHSIG); supervise() reports the loss.
-            return
-        if cgroup_error is not None and not delivered and not self.exited.is_set():
-            problem = f"cannot SIGKILL the job: {_reason(cgroup_error)}"
-            self._problems.append(problem)  # Also in the status, once the job has ended.
-            raise CgroupError(problem) from cgroup_error
-
-
-def _reason(err: Exception) -> str:
-    # A CgroupError already says what failed and why; anything else is unexpected, and its
-    # type is part of the story.
-    return str(err) if isinstance(err, CgroupError) else repr(err)
-
-
-def _failed(task: asyncio.Task[None]) -> bool:
-    """Returns whether ``task`` ended with an exception or was cancelled."""
-    return task.done() and (task.cancelled() or task.exception() is not None)
+            delivered = await self._spawner.kill(self._pid, sig)
+        except SpawnerLost as err:
+            raise JobNotRunning(self.job_id) from err
+        if not delivered:
+            raise JobNotRunning(self.job_id)

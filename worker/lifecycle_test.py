@@ -15,7 +15,7 @@ import pytest
 
 from worker.errors import ManagerClosed
 from worker.manager import JobManager
-from worker.status import JobState
+from worker.status import JobState, StopReason
 from worker.testing_manager import (
     PYTHON,
     config,
@@ -70,7 +70,7 @@ async def test_stop_delivers_sigterm_to_a_job_that_handles_it(tmp_path: Path) ->
         await _first_line(manager, started.job_id)
         # A grace far beyond the test's run time: an exit code 0 proves SIGTERM did it.
         stopped = await manager.stop(started.job_id, grace=3600)
-    assert stopped.state is JobState.STOPPED and stopped.stop_requested
+    assert stopped.state is JobState.STOPPED and stopped.stop_reason is StopReason.REQUESTED
     assert (stopped.exit_code, stopped.signal) == (0, None)
 
 
@@ -78,10 +78,10 @@ async def test_stop_delivers_sigterm_to_a_job_that_handles_it(tmp_path: Path) ->
     "argv",
     [
         (PYTHON, "-c", _IGNORE_TERM + "print('ready', flush=True); time.sleep(1000)"),
-        # No handler at all: the kernel drops SIGTERM sent to a namespace's init.
-        ("/bin/sh", "-c", "echo ready; exec sleep 1000"),
+        # An ignored disposition survives exec (signal(7)).
+        ("/bin/sh", "-c", "trap '' TERM; echo ready; exec sleep 1000"),
     ],
-    ids=["sig-ign", "pid1-without-handler"],
+    ids=["sig-ign", "ignored-across-exec"],
 )
 async def test_stop_escalates_to_sigkill_after_grace(tmp_path: Path, argv: tuple[str, ...]) -> None:
     async with JobManager(config(tmp_path)) as manager:
@@ -203,7 +203,8 @@ async def test_shutdown_stops_running_jobs_and_concurrent_aclose_is_safe(tmp_pat
     assert [await r for r in readers] == [b""] * 5  # Followers ended with the jobs.
     for job_id in ids:
         final = await manager.status(job_id)
-        assert final.state is JobState.STOPPED and final.signal == signal.SIGKILL
+        assert (final.state, final.stop_reason) == (JobState.STOPPED, StopReason.SHUTDOWN)
+        assert final.signal == signal.SIGTERM  # jobinit forwarded it: no escalation needed.
     with pytest.raises(ManagerClosed):
         await manager.start(job("/bin/true"))
 

@@ -57,6 +57,8 @@ _LIBC.prctl.argtypes = [
     ctypes.c_ulong,
 ]
 _LIBC.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+# union sigval is passed like a long on x86_64 and aarch64: one integer register.
+_LIBC.sigqueue.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long]
 
 
 def _check(result: int, what: str) -> None:
@@ -91,6 +93,11 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int) -> No
 def prctl(option: int, arg2: int) -> None:
     """Calls prctl with one argument; the unused ones must be zero (man 2 prctl)."""
     _check(_LIBC.prctl(option, arg2, 0, 0, 0), f"prctl({option})")
+
+
+def sigqueue(pid: int, sig: int, value: int) -> None:
+    """Queues ``sig`` with the integer ``value`` to ``pid`` (man 3 sigqueue, SI_QUEUE)."""
+    _check(_LIBC.sigqueue(pid, sig, value), f"sigqueue({pid}, {sig})")
 
 
 def populate_private_writable() -> None:

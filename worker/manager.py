@@ -19,20 +19,15 @@ from typing import Self
 from worker.cgroup import open_driver
 from worker.cgroup.base import CgroupDriver
 from worker.config import ManagerConfig
-from worker.errors import (
-    CgroupError,
-    InvalidSpec,
-    JobNotFound,
-    ManagerClosed,
-)
-from worker.ids import is_job_id
+from worker.errors import CgroupError, InvalidSpec, ManagerClosed
 from worker.inotify import LogWatcher
 from worker.job import Job
+from worker.job_table import JobTable
 from worker.launch import Launcher
 from worker.spare import SpareKeeper
 from worker.spawner_slot import SpawnerSlot
 from worker.spec import JobSpec, Limits
-from worker.status import JobStatus
+from worker.status import JobStatus, StopReason
 from worker.tasks import TaskSet
 from worker.usage import read_usage
 
@@ -46,13 +41,9 @@ class JobManager:
     Ended jobs stay in the table, with their logs, for the life of the manager.
     """
 
-    # TODO: evict ended jobs and delete their logs after a retention period (and persist
-    # metadata so that status survives a restart); today they live as long as the manager,
-    # so memory and disk grow with the number of jobs ever run.
-
     def __init__(self, config: ManagerConfig) -> None:
         self._config = config
-        self._jobs: dict[str, Job] = {}
+        self._jobs = JobTable()
         # Every task the manager and its jobs create: supervisors, stop sequences, starts.
         self._tasks = TaskSet()
         self._starting: set[asyncio.Task[tuple[Job, JobStatus]]] = set()
@@ -60,7 +51,7 @@ class JobManager:
         self._spares: SpareKeeper | None = None
         self._watcher: LogWatcher | None = None
         self._launcher: Launcher | None = None
-        self._spawners = SpawnerSlot()
+        self._spawners = SpawnerSlot(config.init_path)
         self._closing = False
         self._close_task: asyncio.Task[None] | None = None
 
@@ -136,7 +127,7 @@ class JobManager:
         """Stops a job: SIGTERM to all its processes, then SIGKILL after ``grace`` seconds.
 
         Stopping a job whose program has already exited is a no-op that returns its final
-        status (state EXITED, stop_requested False). Concurrent stops of one job share one
+        status (state EXITED, no stop_reason). Concurrent stops of one job share one
         stop sequence; a shorter grace moves the SIGKILL earlier.
 
         Args:
@@ -155,12 +146,27 @@ class JobManager:
             grace = self._config.default_grace
         if not math.isfinite(grace) or grace < 0:
             raise InvalidSpec("grace", f"must be a finite number of seconds >= 0, got {grace}")
-        job = self._lookup(job_id)
-        stopping = job.begin_stop(grace)
+        return await self._stop(self._jobs.get(job_id), grace, StopReason.REQUESTED)
+
+    async def _stop(self, job: Job, grace: float, reason: StopReason) -> JobStatus:
+        stopping = job.begin_stop(grace, reason)
         if stopping is not None and not job.finished.is_set():
             await asyncio.shield(stopping)
         await job.finished.wait()
         return job.status()
+
+    async def signal(self, job_id: str, sig: int, *, everyone: bool = False) -> None:
+        """Sends ``sig`` to a job's program, or with ``everyone`` to all its processes.
+
+        The program gets it through the job's init (jobinit), which forwards it; see
+        `Job.signal`.
+
+        Raises:
+            JobNotFound: No such job.
+            JobNotRunning: The job has ended.
+            CgroupError: The job's cgroup could not be signalled.
+        """
+        await self._jobs.get(job_id).signal(sig, everyone=everyone)
 
     async def wait(self, job_id: str) -> JobStatus:
         """Returns the final status once the job has ended and its output is complete.
@@ -168,7 +174,7 @@ class JobManager:
         Raises:
             JobNotFound: No such job.
         """
-        job = self._lookup(job_id)
+        job = self._jobs.get(job_id)
         await job.finished.wait()
         return job.status()
 
@@ -178,7 +184,7 @@ class JobManager:
         Raises:
             JobNotFound: No such job.
         """
-        return self._lookup(job_id).owner
+        return self._jobs.get(job_id).owner
 
     async def status(self, job_id: str) -> JobStatus:
         """Returns the current status of a job.
@@ -187,7 +193,7 @@ class JobManager:
             JobNotFound: No such job.
             CgroupError: The usage of a running job could not be read.
         """
-        job = self._lookup(job_id)
+        job = self._jobs.get(job_id)
         await read_usage([job])
         return job.status()
 
@@ -197,7 +203,7 @@ class JobManager:
         Raises:
             CgroupError: The usage of a running job could not be read.
         """
-        jobs = [job for job in self._jobs.values() if owner is None or job.owner == owner]
+        jobs = self._jobs.owned_by(owner)
         await read_usage(jobs)
         return [job.status() for job in jobs]
 
@@ -220,7 +226,7 @@ class JobManager:
             InvalidSpec: ``offset`` is negative.
             ManagerClosed: The manager is closed, and with it every log.
         """
-        job = self._lookup(job_id)
+        job = self._jobs.get(job_id)
         if offset < 0:
             raise InvalidSpec("offset", f"must be >= 0, got {offset}")
         if self._close_task is not None and self._close_task.done():
@@ -246,8 +252,9 @@ class JobManager:
         # Starts in flight finish first, so that every job that will ever exist is in the
         # table before it is stopped.
         await asyncio.gather(*self._starting, return_exceptions=True)
+        grace = self._config.default_grace
         await asyncio.gather(
-            *(self.stop(job.job_id) for job in list(self._jobs.values())),
+            *(self._stop(job, grace, StopReason.SHUTDOWN) for job in self._jobs.owned_by(None)),
             return_exceptions=True,
         )
         # A job that could not be stopped dies with its spawner (PDEATHSIG), and its
@@ -258,7 +265,7 @@ class JobManager:
             with contextlib.suppress(CgroupError):
                 await self._spares.aclose()
         await self._tasks.join()
-        for job in self._jobs.values():
+        for job in self._jobs.owned_by(None):
             job.log.close()
         if self._watcher is not None:
             self._watcher.close()
@@ -269,19 +276,13 @@ class JobManager:
         if self._watcher is None:
             raise ManagerClosed("the job manager was not entered with 'async with'")
 
-    def _lookup(self, job_id: str) -> Job:
-        job = self._jobs.get(job_id) if is_job_id(job_id) else None
-        if job is None:
-            raise JobNotFound(job_id)
-        return job
-
     async def _start(self, spec: JobSpec, limits: Limits) -> tuple[Job, JobStatus]:
         assert self._spares and self._launcher
         spawner = await self._spawners.live()
         placement = await self._spares.place(spawner, limits)
         job = await self._launcher.launch(placement, spec, limits, spawner)
         self._spares.replenish_soon(spawner)
-        self._jobs[job.job_id] = job
+        self._jobs.add(job)
         # Taken now: a quick job may be final by the time the caller of start() resumes.
         return job, job.status()
 
@@ -291,4 +292,4 @@ class JobManager:
         if task.cancelled() or task.exception() is not None:
             return
         job, _ = task.result()
-        job.begin_stop(0.0)
+        job.begin_stop(0.0, StopReason.REQUESTED)

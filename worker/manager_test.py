@@ -32,7 +32,7 @@ async def test_exit_code_and_output_are_reported(tmp_path: Path) -> None:
         output = await read_all(manager, started.job_id)
     assert final.state is JobState.EXITED
     assert (final.exit_code, final.signal) == (3, None)
-    assert not final.oom_killed and not final.stop_requested and final.error is None
+    assert not final.oom_killed and final.stop_reason is None and final.error is None
     assert final.ended_at is not None and final.ended_at >= final.started_at
     assert final.started_at.tzinfo is datetime.UTC
     assert output == b"out\nerr\n"
@@ -145,7 +145,7 @@ async def test_stop_of_an_ended_job_returns_its_final_status(tmp_path: Path) -> 
         final = await manager.wait(started.job_id)
         again = await manager.stop(started.job_id)
         assert again == final
-        assert again.state is JobState.EXITED and not again.stop_requested
+        assert again.state is JobState.EXITED and again.stop_reason is None
 
 
 @pytest.mark.parametrize("grace", [-1.0, float("nan"), float("inf")])

@@ -10,12 +10,13 @@ children is safe; the daemon never imports this module. Two processes are involv
   loopback, waits until A has exited and, if prepared ahead of time, joins the cgroups the
   job will have (``_isolate``). That needs no job, so the spawner can do it before the start
   and keep B waiting. Given a job, B joins its cgroups unless it already has, drops
-  privileges, arms its parent-death signal, sets up fds (``_enter_job``) and execs the job's
-  program, which therefore is PID 1 of its namespace.
+  privileges, arms its parent-death signal, sets up fds (``_enter_job``) and execs jobinit
+  (worker/init/jobinit.c) with the report pipe as fd 3. jobinit stays PID 1: it runs the
+  job's program as its child and reports how it ended.
 
-Neither returns: each ends in ``os._exit`` or ``execve``. A failing step writes
-``{"step", "errno", "detail"}`` to the close-on-exec report pipe and exits with 127, so the
-spawner can tell "setup failed" from "the program ran and exited 127".
+Neither returns: each ends in ``os._exit`` or ``execve``. A failing step writes a StepError
+to the close-on-exec report pipe and exits with 127, so the spawner can tell "setup failed"
+from "the program ran and exited 127".
 """
 
 from __future__ import annotations
@@ -29,15 +30,8 @@ import socket
 from typing import NoReturn
 
 from worker import linux
-from worker.spawn_protocol import (
-    MAX_MESSAGE,
-    ReportPid,
-    Spawn,
-    SpawnRequest,
-    StepError,
-    decode,
-    write_report,
-)
+from worker.sandbox_protocol import JOBINIT_REPORT_FD, ReportPid, StepError, write_report
+from worker.spawn_protocol import MAX_MESSAGE, Spawn, SpawnRequest, decode
 
 NAMESPACES = linux.CLONE_NEWPID | linux.CLONE_NEWNS | linux.CLONE_NEWNET
 _FRESH_MOUNT_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
@@ -54,6 +48,7 @@ class Channels:
         control_fd: B's end of a seqpacket socketpair on which the spawner sends the job
             (a spawn message with the output fd attached); EOF means "never mind".
         spawner_pidfd: A pidfd of the spawner, readable once the spawner has exited.
+        init_fd: jobinit, opened close-on-exec by the spawner; B execs it (fexecve(3)).
         cgroup_procs: cgroup.procs files that B joins before it waits for the job (empty:
             B joins the job's own ones once it has the job).
     """
@@ -61,6 +56,7 @@ class Channels:
     report_fd: int
     control_fd: int
     spawner_pidfd: int
+    init_fd: int
     cgroup_procs: tuple[str, ...] = ()
 
 
@@ -102,7 +98,9 @@ def run_intermediate(channels: Channels) -> NoReturn:
         # The spawner's SIGCHLD handler writes to its wakeup fd: A closes that fd below, and
         # the number may be reused by the time B's exit could signal A.
         signal.set_wakeup_fd(-1)
-        _keep_only({channels.report_fd, channels.control_fd, channels.spawner_pidfd})
+        _keep_only(
+            {channels.report_fd, channels.control_fd, channels.spawner_pidfd, channels.init_fd}
+        )
         step, detail = "unshare", "pid, mount and network namespaces"
         # B polls this pidfd to learn that A has fully exited (see _isolate).
         own_pidfd = os.pidfd_open(os.getpid())
@@ -118,21 +116,29 @@ def run_intermediate(channels: Channels) -> NoReturn:
 
 
 def run_init(channels: Channels, parent_pidfd: int) -> NoReturn:
-    """Runs process B, the namespace's PID 1: isolation, then the job, up to its exec."""
+    """Runs process B, the namespace's PID 1: isolation, then the job, up to jobinit's exec."""
     try:
         _isolate(channels, parent_pidfd)
         job, output_fd = _receive_job(channels.control_fd)
         _enter_job(channels, job, output_fd)
+        init_fd = channels.init_fd
+        if init_fd == JOBINIT_REPORT_FD:
+            init_fd = os.dup(init_fd)  # Close-on-exec, like the original.
+        os.dup2(channels.report_fd, JOBINIT_REPORT_FD)
+        os.set_inheritable(JOBINIT_REPORT_FD, True)  # dup2 onto itself keeps close-on-exec.
+        # Only 0, 1, 2, the report pipe (now fd 3) and jobinit's close-on-exec fd remain.
+        _keep_only({JOBINIT_REPORT_FD, init_fd})
+        channels = dataclasses.replace(channels, report_fd=JOBINIT_REPORT_FD)
     except _StepFailed as err:
         _fail(channels, err.step, err.errno, err.detail)
     except BaseException as err:  # Nothing may escape a forked child.
         _fail(channels, "setup", None, repr(err))
     try:
-        os.execvpe(job.argv[0], job.argv, dict(job.env))
+        os.execve(init_fd, ["jobinit", *job.argv], dict(job.env))
     except OSError as err:
-        _fail(channels, "exec", err.errno, job.argv[0])
+        _fail(channels, "init", err.errno, "the job's init, worker/init/jobinit")
     except BaseException as err:  # Nothing may escape a forked child.
-        _fail(channels, "exec", None, f"{job.argv[0]}: {err!r}")
+        _fail(channels, "init", None, f"the job's init: {err!r}")
 
 
 def _isolate(channels: Channels, parent_pidfd: int) -> None:
@@ -231,7 +237,5 @@ def _enter_job(channels: Channels, job: SpawnRequest, output_fd: int) -> None:
         os.dup2(null, 0)
         os.dup2(output_fd, 1)
         os.dup2(output_fd, 2)
-        # Only 0, 1, 2 and the close-on-exec report pipe remain, so only 0, 1, 2 reach the job.
-        _keep_only({channels.report_fd})
     except OSError as err:
         raise _StepFailed(step, err, detail) from err

@@ -14,6 +14,7 @@ from worker.spawner import Spawner
 from worker.testing_spawner import (
     NOBODY,
     PYTHON,
+    children_of,
     is_alive,
     open_log,
     pid_namespace,
@@ -43,7 +44,8 @@ async def test_proc_shows_only_the_job(tmp_path: Path) -> None:
         " 'cmdline': open('/proc/1/cmdline').read().split('\\0')[:2], 'self': os.getpid()}))"
     )
     seen = await run_python(code, tmp_path / "log")
-    assert seen == {"pids": [1], "cmdline": [PYTHON, "-I"], "self": 1}
+    # jobinit (worker/init/) is PID 1 and the program its child: nothing else is visible.
+    assert seen == {"pids": [1, 2], "cmdline": ["jobinit", PYTHON], "self": 2}
 
 
 async def test_network_has_only_lo_and_it_is_up(tmp_path: Path) -> None:
@@ -137,8 +139,9 @@ async def test_only_stdio_fds_reach_the_job(tmp_path: Path) -> None:
         fd = open_log(tmp_path / "sleep")
         pid = await spawner.spawn(request("/bin/sleep", "1000"), fd)
         os.close(fd)
-        seen_from_host = sorted(int(n) for n in os.listdir(f"/proc/{pid}/fd"))
-        stdin = os.readlink(f"/proc/{pid}/fd/0")
+        (program,) = children_of(pid)  # jobinit's own fds: jobinit_test.py.
+        seen_from_host = sorted(int(n) for n in os.listdir(f"/proc/{program}/fd"))
+        stdin = os.readlink(f"/proc/{program}/fd/0")
         await spawner.kill(pid, signal.SIGKILL)
         await spawner.wait(pid)
     assert seen_from_host == [0, 1, 2]
@@ -159,8 +162,8 @@ async def test_host_mount_table_unchanged_after_100_jobs(tmp_path: Path) -> None
     assert small_text(Path("/proc/self/mountinfo")) == before
 
 
-# A job may clear its own parent-death signal (prctl(2) allows any process to), so the
-# spawner must kill the jobs itself when the daemon dies; PDEATHSIG is only the backstop.
+# A program may clear its own parent-death signal (prctl(2) allows any process to); jobinit
+# holds the one that matters, and the spawner kills the jobs itself when the daemon dies.
 _CLEARS_PDEATHSIG = (
     "import ctypes, os, time\n"
     "ctypes.CDLL(None).prctl(1, 0)  # PR_SET_PDEATHSIG, 0\n"
@@ -173,8 +176,9 @@ _CLEARS_PDEATHSIG = (
 @pytest.mark.parametrize(
     ("job", "processes"),
     [
-        (("/bin/sh", "-c", "sleep 1000 & sleep 1000 & echo started; exec sleep 1000"), 3),
-        (("/usr/bin/python3", "-c", _CLEARS_PDEATHSIG), 2),
+        # Counted with jobinit, PID 1 of each job.
+        (("/bin/sh", "-c", "sleep 1000 & sleep 1000 & echo started; exec sleep 1000"), 4),
+        (("/usr/bin/python3", "-c", _CLEARS_PDEATHSIG), 3),
     ],
     ids=["plain", "job-clears-pdeathsig"],
 )

@@ -107,12 +107,15 @@ class SpareKeeper:
         """Returns a placement for a job of ``spawner``: the spare's, or a fresh cgroup's.
 
         The placement is the caller's from now on; a spare made for another spawner (one
-        that died since) is discarded instead of used.
+        that died since) is discarded instead of used. Its cgroup gets ``limits`` with one
+        more pid, for the job's init (jobinit), which the job's own limit does not count.
 
         Raises:
             CgroupError: The cgroup could not be made or a limit was refused; nothing of the
                 placement is left.
         """
+        if limits.pids is not None:
+            limits = dataclasses.replace(limits, pids=limits.pids + 1)
         spare, self._spare = self._spare, None
         if spare is not None and spare.spawner is not spawner:
             # Its sandbox died with that spawner. If the cgroup cannot be removed now, the

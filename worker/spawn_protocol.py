@@ -9,23 +9,9 @@ leaks into an unrelated child.
 
 Each message is a class here with its encoder (``fields``) and decoder (``from_fields``) side
 by side; ``encode`` and ``decode`` are the only way records are made and read, at every end.
-
-=========  =========  ====================================================================
-direction  class      meaning
-=========  =========  ====================================================================
-S -> M     Ready      the spawner's pid. Always the first record.
-M -> S     Prepare    make a sandbox that joins these cgroups and waits for the Spawn
-                      naming ``key``. No reply; a sandbox that fails is dropped.
-M -> S     Spawn      a job (SpawnRequest) and a prepare key or None; exactly one fd
-                      attached, which becomes the job's stdout and stderr. Without a usable
-                      prepared sandbox the spawner makes a new one.
-M -> S     Kill       send ``signal`` to the job whose init is ``pid``.
-S -> M     Started    the job's program has been exec'd (its report pipe hit EOF).
-S -> M     Failed     the job was never exec'd and nothing of it is left running.
-S -> M     Killed     whether the signal was delivered, and the errno if not.
-S -> M     Exited     the job's init was reaped: its ExitStatus.
-S -> M     Fatal      the spawner is dying of an internal error (best effort).
-=========  =========  ====================================================================
+The spawner's first record is Ready; the manager sends Prepare, Spawn (with the job's output
+fd attached) and Kill; the spawner replies Started or Failed to a Spawn, Killed to a Kill,
+and reports Exited and Fatal on its own.
 
 Ordering guarantees, which the manager relies on:
 
@@ -41,10 +27,10 @@ Ordering guarantees, which the manager relies on:
 Two internal channels connect the spawner to each sandbox it forks (worker/sandbox.py):
 
 * the *report pipe* (close-on-exec), sandbox -> spawner: newline-terminated records, each
-  written by ``write_report`` with one ``write`` of at most PIPE_BUF bytes (so atomic, see
-  pipe(7)): a ReportPid from the job's init, a StepError from whichever process failed. EOF
-  means the program was exec'd (or everything died): Started is replied only at EOF with a
-  pid and no error;
+  written with one ``write`` of less than PIPE_BUF bytes (so atomic, see pipe(7)): ReportPid
+  from B, StepError from whichever process failed, then, from jobinit (worker/init/), which B
+  execs with the pipe as its fd 3: ProgramExec, or ExecFailed, and finally ProgramExit. EOF
+  means jobinit and everything of the sandbox has exited (worker/spawner_sandbox.py);
 * the *control socket* (seqpacket), spawner -> sandbox: the Spawn record as the manager sent
   it, with the output fd attached, sent once; EOF means the sandbox will never get a job.
 """
@@ -56,7 +42,7 @@ import errno as errno_module
 import json
 import os
 from collections.abc import Mapping
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 # A spawn request carries at most worker.spec.MAX_ARGS_BYTES (128 KiB) of argv and env, which
 # JSON's \\uXXXX escapes can grow at most six-fold.
@@ -64,8 +50,6 @@ MAX_MESSAGE = 1 << 20
 # Unix datagram and seqpacket sends fail with EMSGSIZE above the sender's SO_SNDBUF
 # (net/unix/af_unix.c, unix_dgram_sendmsg), and the default (net.core.wmem_default) is ~208 KiB.
 SEND_BUFFER = 2 * MAX_MESSAGE
-# Report records stay below PIPE_BUF (4096) so that each write is atomic.
-_MAX_DETAIL = 2048
 
 
 class ProtocolError(Exception):
@@ -95,21 +79,34 @@ class SpawnRequest:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ExitStatus:
-    """How a job's program (PID 1 of its namespace) ended, from wait4(2).
+    """How a job's program ended, from wait4(2) in its init (worker/init/jobinit.c).
 
     Attributes:
         exit_code: The exit code when it exited normally, else None.
         signal: The terminating signal when a signal killed it, else None.
-        user_seconds: User CPU time of the program and the descendants it reaped.
+        core_dumped: Whether the kernel wrote a core dump as the signal killed it.
+        user_seconds: User CPU time of the job's processes that were reaped.
         system_seconds: System CPU time of the same.
-        max_rss_kib: Largest resident set size of the program or a reaped descendant.
+        max_rss_kib: Largest resident set size of a reaped process of the job.
     """
 
     exit_code: int | None
     signal: int | None
+    core_dumped: bool = False
     user_seconds: float = 0.0
     system_seconds: float = 0.0
     max_rss_kib: int = 0
+
+
+_BY_TYPE: dict[str, type[Message]] = {}
+_M = TypeVar("_M", bound="type[Message]")
+
+
+def register(cls: _M) -> _M:
+    """Class decorator: makes ``decode`` turn records of ``cls.TYPE`` into ``cls``."""
+    if _BY_TYPE.setdefault(cls.TYPE, cls) is not cls:
+        raise TypeError(f"two message classes of type {cls.TYPE!r}")
+    return cls
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -132,6 +129,7 @@ class Message:
         return cls(**{f.name: fields[f.name] for f in dataclasses.fields(cls)})
 
 
+@register
 @dataclasses.dataclass(frozen=True, slots=True)
 class Ready(Message):
     """The spawner is serving; ``pid`` is its own."""
@@ -140,6 +138,7 @@ class Ready(Message):
     pid: int
 
 
+@register
 @dataclasses.dataclass(frozen=True, slots=True)
 class Prepare(Message):
     """Make a sandbox in ``cgroup_procs`` that waits for the Spawn naming ``key``."""
@@ -154,6 +153,7 @@ class Prepare(Message):
         return cls(key=fields["key"], cgroup_procs=tuple(fields["cgroup_procs"]))
 
 
+@register
 @dataclasses.dataclass(frozen=True, slots=True)
 class Spawn(Message):
     """Start ``job``, in the sandbox prepared under ``prepared`` if there is one."""
@@ -182,9 +182,14 @@ class Spawn(Message):
         return cls(request_id=fields["request_id"], job=job, prepared=fields["prepared"])
 
 
+@register
 @dataclasses.dataclass(frozen=True, slots=True)
 class Kill(Message):
-    """Send ``signal`` to the job whose init is ``pid``."""
+    """Signal the job whose init is ``pid``.
+
+    SIGKILL kills the init, and with it the whole PID namespace; any other signal is
+    forwarded by the init to the program alone.
+    """
 
     TYPE = "kill"
     request_id: int
@@ -192,15 +197,17 @@ class Kill(Message):
     signal: int
 
 
+@register
 @dataclasses.dataclass(frozen=True, slots=True)
 class Started(Message):
-    """Reply to Spawn: the program runs as ``pid``."""
+    """Reply to Spawn: the program runs, under its init ``pid``."""
 
     TYPE = "started"
     request_id: int
     pid: int
 
 
+@register
 @dataclasses.dataclass(frozen=True, slots=True)
 class Failed(Message):
     """Reply to Spawn: ``step`` failed, with ``errno`` when a syscall failed."""
@@ -212,6 +219,7 @@ class Failed(Message):
     detail: str
 
 
+@register
 @dataclasses.dataclass(frozen=True, slots=True)
 class Killed(Message):
     """Reply to Kill."""
@@ -222,6 +230,7 @@ class Killed(Message):
     errno: int | None
 
 
+@register
 @dataclasses.dataclass(frozen=True, slots=True)
 class Exited(Message):
     """The job whose init is ``pid`` was reaped."""
@@ -241,48 +250,13 @@ class Exited(Message):
         return cls(pid=fields["pid"], status=ExitStatus(**{n: fields[n] for n in names}))
 
 
+@register
 @dataclasses.dataclass(frozen=True, slots=True)
 class Fatal(Message):
     """The spawner is dying of an internal error."""
 
     TYPE = "fatal"
     message: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ReportPid(Message):
-    """Report record: the job's init runs as ``pid`` (as the spawner sees it)."""
-
-    TYPE = "pid"
-    pid: int
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class StepError(Message):
-    """Report record: a setup step failed in a sandbox process."""
-
-    TYPE = "error"
-    step: str
-    errno: int | None
-    detail: str
-
-
-_BY_TYPE: Mapping[str, type[Message]] = {
-    cls.TYPE: cls
-    for cls in (
-        Ready,
-        Prepare,
-        Spawn,
-        Kill,
-        Started,
-        Failed,
-        Killed,
-        Exited,
-        Fatal,
-        ReportPid,
-        StepError,
-    )
-}
 
 
 def encode(message: Message) -> bytes:
@@ -304,13 +278,6 @@ def decode(record: bytes) -> Message:
         return cls.from_fields(fields)
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise ProtocolError(f"undecodable record {record[:80]!r}: {err!r}") from err
-
-
-def write_report(fd: int, record: ReportPid | StepError) -> None:
-    """Writes one report record with a single atomic write; used in forked children only."""
-    if isinstance(record, StepError):
-        record = dataclasses.replace(record, detail=record.detail[:_MAX_DETAIL])
-    os.write(fd, encode(record) + b"\n")
 
 
 def describe_failure(errno: int | None, detail: str) -> str:

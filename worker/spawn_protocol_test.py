@@ -7,6 +7,14 @@ import select
 
 import pytest
 
+from worker.sandbox_protocol import (
+    ExecFailed,
+    ProgramExec,
+    ProgramExit,
+    ReportPid,
+    StepError,
+    write_report,
+)
 from worker.spawn_protocol import (
     Exited,
     ExitStatus,
@@ -18,14 +26,11 @@ from worker.spawn_protocol import (
     Prepare,
     ProtocolError,
     Ready,
-    ReportPid,
     Spawn,
     SpawnRequest,
     Started,
-    StepError,
     decode,
     encode,
-    write_report,
 )
 
 _JOB = SpawnRequest(
@@ -51,11 +56,14 @@ _JOB = SpawnRequest(
         Failed(3, "setup", None, "the setup processes died before exec"),
         Killed(5, True, None),
         Killed(5, False, 3),
-        Exited(1234, ExitStatus(None, 9, 0.5, 0.25, 2048)),
+        Exited(1234, ExitStatus(None, 6, True, 0.5, 0.25, 2048)),
         Exited(1234, ExitStatus(0, None)),
         Fatal("RuntimeError('boom')"),
         ReportPid(1234),
         StepError("chdir", 13, "/root"),
+        ProgramExec(),
+        ExecFailed(2),
+        ProgramExit(134),
     ],
     ids=lambda message: message.TYPE,
 )

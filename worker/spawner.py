@@ -15,8 +15,10 @@ import dataclasses
 import itertools
 import signal
 import socket
+from pathlib import Path
 from typing import Any
 
+from worker.config import JOBINIT
 from worker.errors import SpawnerLost, StartFailed
 from worker.record_sender import RecordSender
 from worker.spawn_protocol import (
@@ -59,13 +61,16 @@ class Spawner:
         self._reader = asyncio.create_task(self._read_loop(), name="spawner-reader")
 
     @classmethod
-    async def start(cls) -> Spawner:
+    async def start(cls, init: Path = JOBINIT) -> Spawner:
         """Launches the spawner process and waits until it is ready.
 
+        Args:
+            init: The jobinit binary that runs as PID 1 of every job.
+
         Raises:
-            SpawnerLost: The spawner could not be started.
+            SpawnerLost: The spawner could not be started, for example without jobinit.
         """
-        return cls(*await launch())
+        return cls(*await launch(init))
 
     @property
     def pid(self) -> int:

@@ -6,28 +6,28 @@ threads, so forking it is safe. The daemon itself never forks: grpcio runs C thr
 Python between fork and exec in a threaded process can deadlock on a lock another thread held.
 
 The server is one ``selectors`` loop over the socket, the SIGCHLD wakeup pipe
-(``signal.set_wakeup_fd``) and the report pipe of each job being set up. Nothing in it blocks
-for a job: a spawn request forks A (or hands the job to a prepared sandbox) and returns to the
-loop; the job's progress arrives as report records and child exits.
+(``signal.set_wakeup_fd``) and the report pipe of each sandbox, open until its jobinit exits.
+Nothing in it blocks for a job: a spawn request forks A (or hands the job to a prepared
+sandbox) and returns to the loop; the job's progress arrives as report records and child
+exits (worker/spawner_sandbox.py decides what they mean).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import errno
 import gc
 import os
-import resource
 import selectors
 import signal
 import socket
+import stat
 
 from worker import linux, sandbox
+from worker.sandbox_protocol import JOBINIT_CONTROL_SIGNAL
 from worker.spawn_protocol import (
     MAX_MESSAGE,
     SEND_BUFFER,
-    Exited,
-    ExitStatus,
     Failed,
     Fatal,
     Kill,
@@ -36,55 +36,22 @@ from worker.spawn_protocol import (
     Prepare,
     ProtocolError,
     Ready,
-    ReportPid,
     Spawn,
-    Started,
-    StepError,
     decode,
     encode,
 )
+from worker.spawner_sandbox import Sandbox
 
 _TAG_SOCKET = "socket"
 _TAG_SIGCHLD = "sigchld"
 
 
-@dataclasses.dataclass(slots=True)
-class _Starting:
-    """A sandbox from the fork of A until its job's program is exec'd (or it fails).
-
-    ``request_id`` is None while a prepared sandbox waits for its job under ``key``.
-    """
-
-    report_fd: int
-    control: socket.socket
-    key: str | None = None
-    request_id: int | None = None
-    data: bytearray = dataclasses.field(default_factory=bytearray)
-    b_pid: int | None = None
-    error: StepError | None = None
-    b_exit: tuple[int, resource.struct_rusage] | None = None
-    finished: bool = False
-
-
-def _exited(pid: int, status: int, usage: resource.struct_rusage) -> Exited:
-    signaled = os.WIFSIGNALED(status)
-    return Exited(
-        pid,
-        ExitStatus(
-            exit_code=None if signaled else os.WEXITSTATUS(status),
-            signal=os.WTERMSIG(status) if signaled else None,
-            user_seconds=usage.ru_utime,
-            system_seconds=usage.ru_stime,
-            max_rss_kib=usage.ru_maxrss,
-        ),
-    )
-
-
 class _Server:
     """The spawner's state: jobs being started, jobs running, and the loop serving them."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, init_fd: int) -> None:
         self._sock = sock
+        self._init_fd = init_fd
         self._selector = selectors.DefaultSelector()
         self._wakeup_r, self._wakeup_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         # A Python-level handler is what makes the C handler write to the wakeup fd.
@@ -93,9 +60,9 @@ class _Server:
         # Readable once this process has exited: jobs use it to check the spawner is alive
         # after arming PDEATHSIG (see sandbox.py). pidfds are always close-on-exec.
         self._self_pidfd = os.pidfd_open(os.getpid())
-        self._starting: dict[int, _Starting] = {}  # By report fd, prepared ones included.
-        self._prepared: dict[str, _Starting] = {}  # Sandboxes waiting for a job, by key.
-        self._by_b: dict[int, _Starting] = {}
+        self._open: dict[int, Sandbox] = {}  # By report fd, until its EOF.
+        self._prepared: dict[str, Sandbox] = {}  # Sandboxes waiting for a job, by key.
+        self._by_b: dict[int, Sandbox] = {}  # By B's pid, until B is reaped.
         self._jobs: set[int] = set()  # Started and not yet reaped: the only pids we signal.
         self._selector.register(self._sock, selectors.EVENT_READ, _TAG_SOCKET)
         self._selector.register(self._wakeup_r, selectors.EVENT_READ, _TAG_SIGCHLD)
@@ -122,7 +89,7 @@ class _Server:
                         while os.read(self._wakeup_r, 512):
                             continue
                     self._reap()
-                elif not key.data.finished:
+                elif not key.data.eof:
                     self._read_report(key.data)
 
     def _on_request(self) -> bool:
@@ -151,7 +118,7 @@ class _Server:
                 os.close(fd)
         return True
 
-    def _fork_sandbox(self, cgroup_procs: tuple[str, ...] = ()) -> _Starting:
+    def _fork_sandbox(self, cgroup_procs: tuple[str, ...] = ()) -> Sandbox:
         """Forks A, which makes B: an isolated init that waits for a job on ``control``.
 
         Args:
@@ -162,7 +129,9 @@ class _Server:
         """
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        channels = sandbox.Channels(report_w, theirs.fileno(), self._self_pidfd, cgroup_procs)
+        channels = sandbox.Channels(
+            report_w, theirs.fileno(), self._self_pidfd, self._init_fd, cgroup_procs
+        )
         try:
             pid = os.fork()
             if pid == 0:
@@ -172,16 +141,16 @@ class _Server:
             ours.close()
             raise
         finally:
-            # Only the children hold these now: EOF on the report pipe means A and B have
-            # exited or B has exec'd (close-on-exec); B sees EOF on ``theirs`` if we close ours.
+            # Only the children hold these now: EOF on the report pipe means A, B and the
+            # jobinit that B becomes have exited; B sees EOF on ``theirs`` if we close ours.
             os.close(report_w)
             theirs.close()
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         os.set_blocking(report_r, False)
-        starting = _Starting(report_fd=report_r, control=ours)
-        self._starting[report_r] = starting
-        self._selector.register(report_r, selectors.EVENT_READ, starting)
-        return starting
+        new = Sandbox(report_fd=report_r, control=ours)
+        self._open[report_r] = new
+        self._selector.register(report_r, selectors.EVENT_READ, new)
+        return new
 
     def _prepare(self, message: Prepare) -> None:
         """Makes a sandbox in the given cgroups, ahead of the spawn that will name its key.
@@ -190,13 +159,12 @@ class _Server:
         RCU grace period in the kernel, ~10 ms on an idle host) need no job: done here, they
         are off the path of the next start.
         """
-        key = message.key
-        if key in self._prepared:
-            raise ProtocolError(f"prepare of key {key!r} twice")
+        if message.key in self._prepared:
+            raise ProtocolError(f"prepare of key {message.key!r} twice")
         with contextlib.suppress(OSError):  # The spawn forks anew and reports the error.
-            starting = self._fork_sandbox(message.cgroup_procs)
-            starting.key = key
-            self._prepared[key] = starting
+            prepared = self._fork_sandbox(message.cgroup_procs)
+            prepared.key = message.key
+            self._prepared[message.key] = prepared
 
     def _spawn(self, spawn: Spawn, record: bytes, output_fd: int) -> None:
         """Hands the job to its prepared sandbox (or a new one) and returns at once.
@@ -204,76 +172,48 @@ class _Server:
         The sandbox gets the Spawn ``record`` as the manager sent it, and decodes it itself.
         """
         try:
-            starting = self._prepared.pop(spawn.prepared or "", None)
-            if starting is None:
-                starting = self._fork_sandbox()
+            chosen = self._prepared.pop(spawn.prepared or "", None) or self._fork_sandbox()
         except OSError as err:
             self._send(Failed(spawn.request_id, "fork", err.errno, "the setup process"))
             return
-        starting.request_id = spawn.request_id
+        chosen.request_id = spawn.request_id
+        chosen.program = spawn.job.argv[0]
         # Never blocks: B's receive queue is empty and SO_SNDBUF fits any message. If B is
         # gone, the send fails and the EOF of its report pipe reports why.
         with contextlib.suppress(OSError):
-            socket.send_fds(starting.control, [record], [output_fd], socket.MSG_NOSIGNAL)
-        starting.control.close()
+            socket.send_fds(chosen.control, [record], [output_fd], socket.MSG_NOSIGNAL)
+        chosen.control.close()
 
-    def _read_report(self, starting: _Starting) -> None:
-        """Reads what the setup processes wrote so far, without blocking."""
-        while not starting.finished:
+    def _read_report(self, box: Sandbox) -> None:
+        """Reads what the sandbox's processes wrote so far, without blocking."""
+        while not box.eof:
             try:
-                chunk = os.read(starting.report_fd, 4096)
+                chunk = os.read(box.report_fd, 4096)
             except BlockingIOError:
                 return
             if not chunk:
-                self._finish(starting)
+                self._on_eof(box)
                 return
-            starting.data += chunk
-            *lines, rest = starting.data.split(b"\n")
-            starting.data = bytearray(rest)
-            for line in lines:
-                match decode(bytes(line)):
-                    case ReportPid(pid=pid):
-                        starting.b_pid = pid
-                        self._by_b[pid] = starting
-                    case StepError() as error if starting.error is None:
-                        starting.error = error
-                    case StepError():
-                        continue  # The first error is the cause; later ones are its echoes.
-                    case other:
-                        raise ProtocolError(f"unexpected {other.TYPE!r} on a report pipe")
+            started = box.feed(chunk)
+            if box.b_pid is not None and box.b_exit is None:
+                self._by_b[box.b_pid] = box
+            if started is not None:
+                self._jobs.add(started.pid)
+                self._send(started)
 
-    def _finish(self, starting: _Starting) -> None:
-        """Ends the start of a job at EOF of its report pipe: replies started or failed."""
-        starting.finished = True
-        self._selector.unregister(starting.report_fd)
-        os.close(starting.report_fd)
-        starting.control.close()
-        del self._starting[starting.report_fd]
-        if starting.request_id is None:  # A prepared sandbox failed before it had a job.
-            assert starting.key is not None
-            del self._prepared[starting.key]
-            if starting.b_pid is not None:
-                del self._by_b[starting.b_pid]
-                if starting.b_exit is None:
-                    os.kill(starting.b_pid, signal.SIGKILL)
-            return
-        b_pid = starting.b_pid
-        if b_pid is not None:
-            del self._by_b[b_pid]
-        error = starting.error
-        if error is None and b_pid is None:
-            error = StepError("setup", None, "the setup processes died before exec")
-        if error is not None:
-            if b_pid is not None and starting.b_exit is None:
-                os.kill(b_pid, signal.SIGKILL)  # Unreaped child: the pid cannot be reused.
-            self._send(Failed(starting.request_id, error.step, error.errno, error.detail))
-        else:
-            assert b_pid is not None
-            self._send(Started(starting.request_id, b_pid))
-            if starting.b_exit is None:
-                self._jobs.add(b_pid)
-            else:
-                self._send(_exited(b_pid, *starting.b_exit))
+    def _on_eof(self, box: Sandbox) -> None:
+        """Every process of the sandbox has exited: reply Failed, or Exited once B is reaped."""
+        box.eof = True
+        self._selector.unregister(box.report_fd)
+        os.close(box.report_fd)
+        box.control.close()
+        del self._open[box.report_fd]
+        if box.key is not None and self._prepared.get(box.key) is box:
+            del self._prepared[box.key]  # A prepared sandbox died before it had a job.
+        if not box.started and box.b_pid is not None and box.b_exit is None:
+            os.kill(box.b_pid, signal.SIGKILL)  # Unreaped child: the pid cannot be reused.
+        if (reply := box.failure() or box.exited()) is not None:
+            self._send(reply)
 
     def _reap(self) -> None:
         """Reaps every exited child; reports jobs, ignores setup processes (A)."""
@@ -284,16 +224,20 @@ class _Server:
                 return
             if pid == 0:
                 return
-            if pid not in self._jobs and pid not in self._by_b:
+            if pid not in self._by_b:
                 # B writes its pid before it can exit, but that record may still be
                 # unread: read them all before deciding the pid is an A.
-                for starting in list(self._starting.values()):
-                    self._read_report(starting)
-            if pid in self._jobs:
-                self._jobs.discard(pid)
-                self._send(_exited(pid, status, usage))
-            elif pid in self._by_b:
-                self._by_b[pid].b_exit = (status, usage)
+                for unread in list(self._open.values()):
+                    self._read_report(unread)
+            box = self._by_b.pop(pid, None)
+            if box is None:
+                continue
+            box.b_exit = (status, usage)
+            self._jobs.discard(pid)
+            if not box.eof:
+                self._read_report(box)  # B is gone: this drains to EOF, which replies.
+            elif (exited := box.exited()) is not None:
+                self._send(exited)
 
     def _kill(self, kill: Kill) -> None:
         errno = None
@@ -301,7 +245,10 @@ class _Server:
         delivered = kill.pid in self._jobs
         if delivered:
             try:
-                os.kill(kill.pid, kill.signal)
+                if kill.signal == signal.SIGKILL:
+                    os.kill(kill.pid, signal.SIGKILL)  # jobinit, and its namespace with it.
+                else:
+                    linux.sigqueue(kill.pid, JOBINIT_CONTROL_SIGNAL, kill.signal)
             except OSError as err:
                 delivered, errno = False, err.errno
         self._send(Killed(kill.request_id, delivered, errno))
@@ -324,12 +271,30 @@ class _Server:
                 return
 
 
-def main(sock_fd: int, daemon_pid: int) -> None:
+def _open_init(path: str) -> int:
+    """Opens jobinit for fexecve(3): each B runs it from this fd, as the job's user.
+
+    Opened here, as root, so that jobs need no path to it: the daemon's runfiles may sit
+    where the job's user cannot search, and the job's mount namespace may not show them.
+
+    Raises:
+        OSError: It cannot be opened, or the job's user could not execute it.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode) or not mode & stat.S_IXOTH:
+        os.close(fd)
+        raise PermissionError(errno.EACCES, "not a file every user may execute", path)
+    return fd
+
+
+def main(sock_fd: int, daemon_pid: int, init_path: str) -> None:
     """Runs the spawner until the daemon closes the socket or dies.
 
     Args:
         sock_fd: This process's end of the socketpair.
         daemon_pid: The daemon's pid, to check that it did not die before we started.
+        init_path: The jobinit binary (worker/init/).
     """
     # Dying with the daemon is the socket's EOF: the kernel closes a dead process's files
     # in do_exit() before it notifies its parent, so EOF is as prompt as a PDEATHSIG would
@@ -349,7 +314,12 @@ def main(sock_fd: int, daemon_pid: int) -> None:
         signal.signal(signum, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     sock = socket.socket(fileno=sock_fd)
-    server = _Server(sock)
+    try:
+        server = _Server(sock, _open_init(init_path))
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            sock.send(encode(Fatal(f"cannot use jobinit: {err}")), socket.MSG_NOSIGNAL)
+        raise
     try:
         server.serve()
     except BaseException as err:

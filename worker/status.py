@@ -18,6 +18,15 @@ class JobState(enum.Enum):
     FAILED = "failed"  # The worker lost the job, for example because the spawner died.
 
 
+class StopReason(enum.Enum):
+    """Why a job was stopped or lost, when it did not simply end on its own."""
+
+    REQUESTED = "requested"  # stop() was called: StopJob, or a client gave up on its start.
+    DEADLINE = "deadline"  # Its limit timeout_seconds passed.
+    SHUTDOWN = "shutdown"  # The manager closed, for example on a daemon shutdown.
+    WORKER_LOST = "worker_lost"  # The spawner died, and the job with it.
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Usage:
     """Resource usage read from the job's cgroups.
@@ -50,9 +59,10 @@ class JobStatus:
         state: Lifecycle state.
         exit_code: Exit code when the program exited normally, else None.
         signal: Terminating signal number when a signal killed the program, else None.
+        core_dumped: True when that signal also dumped a core (wait(2), WCOREDUMP).
         oom_killed: True when the kernel OOM killer killed a process of the job (from the
             cgroup's oom_kill counter, never guessed from the exit status).
-        stop_requested: True once stop() was called for this job.
+        stop_reason: Why the job was stopped (state STOPPED) or lost (FAILED), else None.
         started_at: When the program started (UTC).
         ended_at: When the job ended and its output was complete (UTC), else None.
         limits: The effective limits, defaults applied.
@@ -66,8 +76,9 @@ class JobStatus:
     state: JobState
     exit_code: int | None
     signal: int | None
+    core_dumped: bool
     oom_killed: bool
-    stop_requested: bool
+    stop_reason: StopReason | None
     started_at: datetime.datetime
     ended_at: datetime.datetime | None
     limits: Limits

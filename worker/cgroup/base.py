@@ -53,8 +53,8 @@ class JobCgroup(Protocol):
         """
         ...
 
-    def signal_all(self, sig: int) -> None:
-        """Sends ``sig`` to every process in the job's cgroup."""
+    def signal_all(self, sig: int, exclude: frozenset[int] = frozenset()) -> None:
+        """Sends ``sig`` to every process in the job's cgroup but the pids in ``exclude``."""
         ...
 
     def kill_all(self) -> None:

@@ -83,8 +83,10 @@ def read_pids(procs_file: Path) -> set[int]:
         raise CgroupError(f"cannot read {procs_file}: {err.strerror}") from err
 
 
-def signal_procs(procs_files: Sequence[Path], sig: int) -> None:
-    """Sends ``sig`` to every process listed in ``procs_files``, without hitting reused pids.
+def signal_procs(
+    procs_files: Sequence[Path], sig: int, exclude: frozenset[int] = frozenset()
+) -> None:
+    """Sends ``sig`` to every process in ``procs_files`` but ``exclude``, never to a reused pid.
 
     A pid read from cgroup.procs may exit and be reused by an unrelated process before
     kill(2). So each pid is first pinned with pidfd_open(2), the files are read again, and
@@ -96,7 +98,7 @@ def signal_procs(procs_files: Sequence[Path], sig: int) -> None:
         CgroupError: A procs file could not be read, a pidfd not opened (EMFILE, ENFILE,
             ENOMEM) or a signal not sent.
     """
-    done: set[int] = set()
+    done = set(exclude)
     for _ in range(_MAX_SIGNAL_ROUNDS):
         listed = _read_all(procs_files) - done
         if not listed:

@@ -100,24 +100,24 @@ class V1JobCgroup:
     def _procs(self) -> list[Path]:
         return [d / "cgroup.procs" for d in self._unique]
 
-    def _frozen_signal(self, sig: int) -> None:
+    def _frozen_signal(self, sig: int, exclude: frozenset[int] = frozenset()) -> None:
         # The v1 freezer stops every task and, while FREEZING, freezes new children at fork
         # (Documentation/admin-guide/cgroup-v1/freezer-subsystem.rst), so the pid list cannot
         # outrun the signals. SIGKILL stays pending on a frozen task; it dies at THAWED.
         # A leftover found by sweep() may have lost its freezer directory; signal anyway.
         if "freezer" not in self._dirs:
-            files.signal_procs(self._procs(), sig)
+            files.signal_procs(self._procs(), sig, exclude)
             return
         state = self._dirs["freezer"] / "freezer.state"
         files.write(state, "FROZEN")
         try:
-            files.signal_procs(self._procs(), sig)
+            files.signal_procs(self._procs(), sig, exclude)
         finally:
             files.write(state, "THAWED")
 
-    def signal_all(self, sig: int) -> None:
-        """Sends ``sig`` to every process of the job, frozen so none escapes by forking."""
-        self._frozen_signal(sig)
+    def signal_all(self, sig: int, exclude: frozenset[int] = frozenset()) -> None:
+        """Sends ``sig`` to every process of the job but ``exclude``, frozen so none escapes."""
+        self._frozen_signal(sig, exclude)
 
     def kill_all(self) -> None:
         """SIGKILLs every process of the job under the freezer."""

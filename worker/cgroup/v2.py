@@ -91,9 +91,9 @@ class V2JobCgroup:
         if limits.pids is not None:
             files.write(path / "pids.max", str(limits.pids))
 
-    def signal_all(self, sig: int) -> None:
-        """Sends ``sig`` to every process listed in cgroup.procs."""
-        files.signal_procs([self._path / "cgroup.procs"], sig)
+    def signal_all(self, sig: int, exclude: frozenset[int] = frozenset()) -> None:
+        """Sends ``sig`` to every process listed in cgroup.procs but ``exclude``."""
+        files.signal_procs([self._path / "cgroup.procs"], sig, exclude)
 
     def kill_all(self) -> None:
         """SIGKILLs every process: cgroup.kill (Linux 5.14+), else freeze, kill, thaw."""
