@@ -12,7 +12,7 @@ import signal
 from collections.abc import Mapping
 from pathlib import Path
 
-from worker.cgroup import files, teardown
+from worker.cgroup import files, freezer, teardown
 from worker.cgroup.base import JOB_DIR_PREFIX, PARENT_DIR_NAME, CgroupMode, job_dir_name
 from worker.cgroup.blockdev import BlockDevice
 from worker.cgroup.ownership import JobLock, parent_locked
@@ -101,19 +101,12 @@ class V1JobCgroup:
         return [d / "cgroup.procs" for d in self._unique]
 
     def _frozen_signal(self, sig: int) -> None:
-        # The v1 freezer stops every task and, while FREEZING, freezes new children at fork
-        # (Documentation/admin-guide/cgroup-v1/freezer-subsystem.rst), so the pid list cannot
-        # outrun the signals. SIGKILL stays pending on a frozen task; it dies at THAWED.
         # A leftover found by sweep() may have lost its freezer directory; signal anyway.
         if "freezer" not in self._dirs:
             files.signal_procs(self._procs(), sig)
             return
-        state = self._dirs["freezer"] / "freezer.state"
-        files.write(state, "FROZEN")
-        try:
+        with freezer.frozen_v1(self._dirs["freezer"]):
             files.signal_procs(self._procs(), sig)
-        finally:
-            files.write(state, "THAWED")
 
     def signal_all(self, sig: int) -> None:
         """Sends ``sig`` to every process of the job, frozen so none escapes by forking."""

@@ -19,7 +19,7 @@ import os
 import signal
 from pathlib import Path
 
-from worker.cgroup import files, teardown
+from worker.cgroup import files, freezer, teardown
 from worker.cgroup.base import JOB_DIR_PREFIX, PARENT_DIR_NAME, CgroupMode, job_dir_name
 from worker.cgroup.blockdev import BlockDevice
 from worker.cgroup.ownership import JobLock, parent_locked
@@ -213,15 +213,10 @@ class V2Driver:
 def freeze_and_kill(path: Path) -> None:
     """SIGKILLs every process of a cgroup without cgroup.kill (before Linux 5.14).
 
-    A frozen cgroup's tasks cannot fork (cgroup-v2.rst, "cgroup.freeze"), so the pid list
-    cannot outrun the kills; the pending SIGKILLs take effect when the cgroup thaws.
+    The cgroup is frozen meanwhile, so no process escapes by forking (freezer.py).
     """
-    freeze = path / "cgroup.freeze"
-    files.write(freeze, "1")
-    try:
+    with freezer.frozen_v2(path):
         files.signal_procs([path / "cgroup.procs"], signal.SIGKILL)
-    finally:
-        files.write(freeze, "0")
 
 
 def own_base(own_path: str) -> str:
