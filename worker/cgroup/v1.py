@@ -12,10 +12,10 @@ import signal
 from collections.abc import Mapping
 from pathlib import Path
 
-from worker.cgroup import files, freezer, teardown
-from worker.cgroup.base import JOB_DIR_PREFIX, PARENT_DIR_NAME, CgroupMode, job_dir_name
+from worker.cgroup import files, freezer, job_dirs
+from worker.cgroup.base import PARENT_DIR_NAME, CgroupMode, job_dir_name
 from worker.cgroup.blockdev import BlockDevice
-from worker.cgroup.ownership import JobLock, parent_locked
+from worker.cgroup.ownership import JobLock
 from worker.cgroup.swap import host_has_swap
 from worker.errors import CgroupError
 from worker.spec import Limits
@@ -25,12 +25,15 @@ REQUIRED_CONTROLLERS = ("cpu", "cpuacct", "memory", "blkio", "pids", "freezer")
 # CFS bandwidth: quota per period (Documentation/scheduler/sched-bwc.rst). 100 ms is the
 # kernel default period; the quota is the fraction of it the job may run, summed over CPUs.
 CFS_PERIOD_US = 100_000
+# The hierarchy whose job directory carries the job's ownership lock (job_dirs.py).
+OWNER = "freezer"
 
 
-def _unique_dirs(dirs: Mapping[str, Path]) -> tuple[Path, ...]:
-    """Returns ``dirs`` without the duplicates of co-mounted hierarchies, in a stable order."""
+def _distinct(dirs: Mapping[str, Path]) -> tuple[Path, ...]:
+    """Returns ``dirs`` without the duplicates of co-mounted hierarchies, the owner's last."""
     seen: dict[Path, Path] = {}
-    for path in dirs.values():
+    for controller in sorted(dirs, key=lambda c: c == OWNER):
+        path = dirs[controller]
         seen.setdefault(path.parent.resolve() / path.name, path)
     return tuple(seen.values())
 
@@ -48,18 +51,19 @@ class V1JobCgroup:
 
         Args:
             dirs: The job's directory in each hierarchy, keyed by controller name.
-            lock: The ownership lock on the freezer directory, released by remove().
+            lock: The ownership lock on the freezer directory, released by remove(); None
+                for a leftover that a sweep found without one (job_dirs.sweep()).
             devices: Whole disks that apply() limits IO on.
         """
         self._dirs = dict(dirs)
-        self._unique = _unique_dirs(self._dirs)
+        self._distinct = _distinct(self._dirs)
         self._lock = lock
         self._devices = devices
 
     @property
     def procs_files(self) -> tuple[str, ...]:
         """The cgroup.procs file of each distinct hierarchy."""
-        return tuple(str(d / "cgroup.procs") for d in self._unique)
+        return tuple(str(d / "cgroup.procs") for d in self._distinct)
 
     def apply(self, limits: Limits) -> None:
         """Writes every set limit: CFS quota, memory (and memsw), blkio throttle, pids.max.
@@ -98,7 +102,7 @@ class V1JobCgroup:
             files.write(dirs["pids"] / "pids.max", str(limits.pids))
 
     def _procs(self) -> list[Path]:
-        return [d / "cgroup.procs" for d in self._unique]
+        return [d / "cgroup.procs" for d in self._distinct]
 
     def _frozen_signal(self, sig: int) -> None:
         # A leftover found by sweep() may have lost its freezer directory; signal anyway.
@@ -149,12 +153,7 @@ class V1JobCgroup:
         The locked freezer directory goes last, so a concurrent sweep never mistakes a
         half-removed job for a leftover.
         """
-        locked = self._dirs.get("freezer")
-        await teardown.remove_dirs([d for d in self._unique if d != locked])
-        if locked is not None:
-            await teardown.remove_dirs([locked])
-        if self._lock is not None:
-            self._lock.release()
+        await job_dirs.remove(self._distinct, self._lock)
 
 
 class V1Driver:
@@ -193,25 +192,9 @@ class V1Driver:
         """
         name = job_dir_name(job_id)
         dirs = {c: p / name for c, p in self._parents.items()}
-        made: list[Path] = []
-        lock = None
-        try:
-            with parent_locked(self._parents["freezer"], exclusive=False):
-                # The freezer dir, which carries the lock, is made last (see sweep()).
-                for path in sorted(_unique_dirs(dirs), key=lambda d: d == dirs["freezer"]):
-                    files.make_dir(path)
-                    made.append(path)
-                lock = JobLock.try_acquire(dirs["freezer"])
-            if lock is None:
-                raise CgroupError(f"cgroup {dirs['freezer']} is locked by another process")
+        with job_dirs.created(self._parents[OWNER], _distinct(dirs)) as lock:
             cgroup = V1JobCgroup(dirs, lock, self._devices)
             cgroup.apply(limits)
-        except CgroupError:
-            if lock is not None:
-                lock.release()
-            for path in reversed(made):
-                files.try_rmdir(path)
-            raise
         return cgroup
 
     async def sweep(self) -> int:
@@ -220,35 +203,11 @@ class V1Driver:
         A job whose freezer directory another process holds locked belongs to a live
         driver and is left alone (see ownership.py).
         """
-        leftovers: list[tuple[V1JobCgroup, JobLock | None]] = []
-        try:
-            with parent_locked(self._parents["freezer"], exclusive=True):
-                for name in sorted(self._job_names()):
-                    present = {c: p / name for c, p in self._parents.items() if (p / name).is_dir()}
-                    lock = None
-                    if "freezer" in present:
-                        lock = JobLock.try_acquire(present["freezer"])
-                        if lock is None:
-                            continue
-                    leftovers.append((V1JobCgroup(present, lock), lock))
-            for job, _ in leftovers:
-                await teardown.kill_until_empty(job)
-                await job.remove()
-        finally:
-            # remove() released the locks of what it removed; a failure leaves the rest for
-            # the next sweep instead of holding their fds.
-            for _, lock in leftovers:
-                if lock is not None:
-                    lock.release()
-        return len(leftovers)
+        return await job_dirs.sweep(self._parents[OWNER], _distinct(self._parents), self._leftover)
 
-    def _job_names(self) -> set[str]:
-        names: set[str] = set()
-        for parent in self._parents.values():
-            names.update(
-                p.name for p in parent.iterdir() if p.is_dir() and p.name.startswith(JOB_DIR_PREFIX)
-            )
-        return names
+    def _leftover(self, name: str, lock: JobLock | None) -> V1JobCgroup:
+        present = {c: p / name for c, p in self._parents.items() if (p / name).is_dir()}
+        return V1JobCgroup(present, lock)
 
 
 def open_v1_driver(

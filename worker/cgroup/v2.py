@@ -19,10 +19,10 @@ import os
 import signal
 from pathlib import Path
 
-from worker.cgroup import files, freezer, teardown
-from worker.cgroup.base import JOB_DIR_PREFIX, PARENT_DIR_NAME, CgroupMode, job_dir_name
+from worker.cgroup import files, freezer, job_dirs
+from worker.cgroup.base import PARENT_DIR_NAME, CgroupMode, job_dir_name
 from worker.cgroup.blockdev import BlockDevice
-from worker.cgroup.ownership import JobLock, parent_locked
+from worker.cgroup.ownership import JobLock
 from worker.cgroup.swap import host_has_swap
 from worker.errors import CgroupError
 from worker.spec import Limits
@@ -37,12 +37,15 @@ CPU_PERIOD_US = 100_000
 class V2JobCgroup:
     """The cgroup of one job; implements base.JobCgroup."""
 
-    def __init__(self, path: Path, lock: JobLock, devices: tuple[BlockDevice, ...] = ()) -> None:
+    def __init__(
+        self, path: Path, lock: JobLock | None, devices: tuple[BlockDevice, ...] = ()
+    ) -> None:
         """Wraps an existing job directory.
 
         Args:
             path: The job's cgroup directory.
-            lock: The ownership lock on it, released by remove().
+            lock: The ownership lock on it, released by remove(); None for a leftover that
+                a sweep found without one (job_dirs.sweep()).
             devices: Whole disks that apply() limits IO on.
         """
         self._path = path
@@ -131,8 +134,7 @@ class V2JobCgroup:
 
     async def remove(self) -> None:
         """Removes the job's directory, retrying EBUSY."""
-        await teardown.remove_dirs([self._path])
-        self._lock.release()
+        await job_dirs.remove([self._path], self._lock)
 
 
 class V2Driver:
@@ -166,23 +168,9 @@ class V2Driver:
                 directory is removed again.
         """
         path = self._parent / job_dir_name(job_id)
-        made = False
-        lock = None
-        try:
-            with parent_locked(self._parent, exclusive=False):
-                files.make_dir(path)
-                made = True
-                lock = JobLock.try_acquire(path)
-            if lock is None:
-                raise CgroupError(f"cgroup {path} is locked by another process")
+        with job_dirs.created(self._parent, [path]) as lock:
             cgroup = V2JobCgroup(path, lock, self._devices)
             cgroup.apply(limits)
-        except CgroupError:
-            if lock is not None:
-                lock.release()
-            if made:  # Never remove a directory that existed before: it is not ours.
-                files.try_rmdir(path)
-            raise
         return cgroup
 
     async def sweep(self) -> int:
@@ -191,23 +179,9 @@ class V2Driver:
         A job directory another process holds locked belongs to a live driver and is left
         alone (see ownership.py).
         """
-        leftovers: list[tuple[V2JobCgroup, JobLock]] = []
-        try:
-            with parent_locked(self._parent, exclusive=True):
-                for path in sorted(self._parent.iterdir()):
-                    if path.is_dir() and path.name.startswith(JOB_DIR_PREFIX):
-                        lock = JobLock.try_acquire(path)
-                        if lock is not None:
-                            leftovers.append((V2JobCgroup(path, lock), lock))
-            for job, _ in leftovers:
-                await teardown.kill_until_empty(job)
-                await job.remove()
-        finally:
-            # remove() released the locks of what it removed; a failure leaves the rest for
-            # the next sweep instead of holding their fds.
-            for _, lock in leftovers:
-                lock.release()
-        return len(leftovers)
+        return await job_dirs.sweep(
+            self._parent, [self._parent], lambda name, lock: V2JobCgroup(self._parent / name, lock)
+        )
 
 
 def freeze_and_kill(path: Path) -> None:
