@@ -4,6 +4,10 @@ Layout: ``<root>/<controller>/<daemon's own path in that hierarchy>/jobworker/jo
 each of the controllers below. Hierarchies mounted together (for example "cpu,cpuacct" with
 cpu and cpuacct as symlinks) resolve to one directory, which is made and removed once.
 v1 has no no-internal-process rule, so the daemon stays where it is.
+
+This module holds what only v1 has: that layout and the freezer kill. Each controller's files
+are written and read by its own module (cpu.py, memory.py, io.py, pids.py), and directories
+are made, locked, removed and swept by job_dirs.py.
 """
 
 from __future__ import annotations
@@ -12,19 +16,15 @@ import signal
 from collections.abc import Mapping
 from pathlib import Path
 
-from worker.cgroup import files, freezer, job_dirs
+from worker.cgroup import cpu, files, freezer, io, job_dirs, job_usage, memory, pids
 from worker.cgroup.base import PARENT_DIR_NAME, CgroupMode, job_dir_name
 from worker.cgroup.blockdev import BlockDevice
 from worker.cgroup.ownership import JobLock
-from worker.cgroup.swap import host_has_swap
 from worker.errors import CgroupError
 from worker.spec import Limits
 from worker.status import Usage
 
 REQUIRED_CONTROLLERS = ("cpu", "cpuacct", "memory", "blkio", "pids", "freezer")
-# CFS bandwidth: quota per period (Documentation/scheduler/sched-bwc.rst). 100 ms is the
-# kernel default period; the quota is the fraction of it the job may run, summed over CPUs.
-CFS_PERIOD_US = 100_000
 # The hierarchy whose job directory carries the job's ownership lock (job_dirs.py).
 OWNER = "freezer"
 
@@ -71,35 +71,10 @@ class V1JobCgroup:
         Raises:
             CgroupError: A limit was refused or cannot be enforced on this host.
         """
-        dirs = self._dirs
-        if limits.cpu is not None:
-            files.write(dirs["cpu"] / "cpu.cfs_period_us", str(CFS_PERIOD_US))
-            quota = max(1000, round(limits.cpu * CFS_PERIOD_US))  # The kernel minimum is 1 ms.
-            files.write(dirs["cpu"] / "cpu.cfs_quota_us", str(quota))
-        if limits.memory_bytes is not None:
-            memory = dirs["memory"]
-            files.write(memory / "memory.limit_in_bytes", str(limits.memory_bytes))
-            # memsw limits memory plus swap, so equal values mean "no swap". It must be set
-            # after limit_in_bytes (it may not be lower). It is missing when the kernel runs
-            # without swap accounting (swapaccount=0): then, like v2, refuse the limit if
-            # the job could page out past it, rather than weaken it quietly.
-            memsw = memory / "memory.memsw.limit_in_bytes"
-            if memsw.exists():
-                files.write(memsw, str(limits.memory_bytes))
-            elif host_has_swap():
-                raise CgroupError(
-                    "memory.memsw.limit_in_bytes is missing (no swap accounting), so the "
-                    "memory limit cannot keep the job out of swap"
-                )
-        for key, bps in (("read", limits.io_read_bps), ("write", limits.io_write_bps)):
-            if bps is None:
-                continue
-            if not self._devices:
-                raise CgroupError(f"io {key} limit set, but no block device to throttle")
-            for dev in self._devices:
-                files.write(dirs["blkio"] / f"blkio.throttle.{key}_bps_device", f"{dev} {bps}")
-        if limits.pids is not None:
-            files.write(dirs["pids"] / "pids.max", str(limits.pids))
+        cpu.write_v1(limits, self._dirs)
+        memory.write_v1(limits, self._dirs)
+        io.write_v1(limits, self._dirs, self._devices)
+        pids.write_v1(limits, self._dirs)
 
     def _procs(self) -> list[Path]:
         return [d / "cgroup.procs" for d in self._distinct]
@@ -125,27 +100,9 @@ class V1JobCgroup:
         return not any(files.read_pids(p) for p in self._procs())
 
     def usage(self) -> Usage:
-        """Reads cpuacct, memory and blkio counters (Documentation/admin-guide/cgroup-v1/)."""
-        memory = self._dirs["memory"]
-        read_bytes = write_bytes = 0
-        # Lines are "MAJ:MIN Op bytes" plus a final "Total bytes". Only IO that the throttle
-        # layer saw is counted; on v1 buffered writeback is charged to the flusher, not here.
-        service = files.read(self._dirs["blkio"] / "blkio.throttle.io_service_bytes")
-        for line in service.splitlines():
-            match line.split():
-                case [_, "Read", count]:
-                    read_bytes += int(count)
-                case [_, "Write", count]:
-                    write_bytes += int(count)
-        return Usage(
-            cpu_usec=files.read_int(self._dirs["cpuacct"] / "cpuacct.usage") // 1000,
-            memory_bytes=files.read_int(memory / "memory.usage_in_bytes"),
-            memory_peak_bytes=files.read_int(memory / "memory.max_usage_in_bytes"),
-            io_read_bytes=read_bytes,
-            io_write_bytes=write_bytes,
-            # oom_kill is in memory.oom_control since Linux 4.13.
-            oom_kills=files.read_keyed(memory / "memory.oom_control").get("oom_kill", 0),
-        )
+        """Reads the cpuacct, memory and blkio counters."""
+        dirs = self._dirs
+        return job_usage.combine(cpu.read_v1(dirs), memory.read_v1(dirs), io.read_v1(dirs))
 
     async def remove(self) -> None:
         """Removes the job's directory in every hierarchy, retrying EBUSY.
