@@ -81,6 +81,16 @@ async def _run() -> None:
                 f"{burst_exited.p50_ms / unshare.p50_ms:.2f} x 1b",
             ),
         ]
+        stop, init_rss, init_private = await library_rows.stop_and_init_memory(
+            work / "stop", min(n, 50)
+        )
+        rows += [
+            Row("1i stop() of sleep, grace 60 s", lat(stop), note="SIGTERM through jobinit"),
+            Row(
+                "1j jobinit memory per running job",
+                f"RSS {init_rss:.0f} KiB, private {init_private:.0f} KiB",
+            ),
+        ]
         if isinstance(runc, Latency):
             rows.append(
                 Row("1g runc run", lat(runc), f"1c = {running.p50_ms / runc.p50_ms:.2f} x 1g")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import statistics
 import time
 from pathlib import Path
 
@@ -73,3 +75,42 @@ async def leaks_after(data_dir: Path, jobs: int) -> dict[str, int]:
         "cgroup dirs": len(after.cgroups) - len(before.cgroups),
         "threads": len(after.threads) - len(before.threads),
     }
+
+
+def _jobinit_pids() -> list[int]:
+    """The pids of every running jobinit (its comm is its file name)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and Path(f"/proc/{entry}/comm").read_text() == "jobinit\n":
+                found.append(int(entry))
+        except OSError:  # Gone meanwhile.
+            continue
+    return found
+
+
+def _kib(path: Path, field: str) -> int:
+    """The value of ``field`` ("VmRSS", "Pss", ...) in a /proc status or smaps file, in KiB."""
+    return int(path.read_text().split(f"\n{field}:")[1].split()[0])
+
+
+async def stop_and_init_memory(data_dir: Path, runs: int) -> tuple[Latency, float, float]:
+    """Stops ``runs`` jobs of ``sleep`` (no SIGTERM handler) and measures their jobinit.
+
+    Returns:
+        The latency of stop() with a one-minute grace, which jobinit makes unneeded by
+        forwarding SIGTERM; and the median RSS and private memory of a running jobinit in KiB.
+    """
+    spec = JobSpec(argv=("/bin/sleep", "300"), owner="bench")
+    stops, rss, private = [], [], []
+    async with JobManager(manager_config(data_dir)) as manager:
+        for _ in range(runs):
+            status = await manager.start(spec)
+            for pid in _jobinit_pids():
+                rss.append(_kib(Path(f"/proc/{pid}/status"), "VmRSS"))
+                rollup = Path(f"/proc/{pid}/smaps_rollup")
+                private.append(_kib(rollup, "Private_Clean") + _kib(rollup, "Private_Dirty"))
+            begin = time.perf_counter()
+            await manager.stop(status.job_id, grace=60)
+            stops.append(time.perf_counter() - begin)
+    return Latency.of(stops), statistics.median(rss), statistics.median(private)

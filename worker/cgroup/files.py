@@ -2,8 +2,13 @@
 
 Every helper turns an OSError into a CgroupError that names the file, the value and the
 kernel's reason, so that a refused limit fails the job's start with a message a human can act
-on. Control files are tiny (a few hundred bytes), so these blocking calls are cheap enough to
-make on the event loop.
+on.
+
+These calls block. A start's directory creations and limit writes, and the cgroup.procs reads
+and rmdirs of a kill or a removal, are a few small syscalls each and run on the event loop.
+A job's usage takes several files and is not free on a busy host (one usage() took up to
+70 ms under 50 concurrent starts), so usage() runs in a thread (worker/usage.py, and the
+final read in worker/job.py).
 """
 
 from __future__ import annotations

@@ -14,13 +14,12 @@ import signal
 import stat
 import subprocess
 import time
-import types
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from worker.cgroup import blockdev, detect, teardown, v1, v2
+from worker.cgroup import blockdev, cpu, detect, memory, teardown, v1, v2
 from worker.cgroup.base import CgroupDriver, JobCgroup
 from worker.cgroup.testing_jobs import JobFactory, listed_pids, start_in, wait_exit
 from worker.errors import CgroupError
@@ -78,7 +77,7 @@ def _cpu_stat(cg: JobCgroup) -> dict[str, int]:
 
 async def test_cpu_quota_is_enforced(jobs: JobFactory) -> None:
     cg = jobs.create(Limits(cpu=0.5))
-    quota_usec = v1.CFS_PERIOD_US // 2  # The same period on v2 (v2.CPU_PERIOD_US).
+    quota_usec = cpu.PERIOD_US // 2  # The same period on both versions.
     burner = await start_in(cg, ["/bin/sh", "-c", "while :; do :; done"])
     try:
         await asyncio.sleep(0.5)
@@ -232,18 +231,17 @@ async def test_memory_limit_without_swap_accounting_fails_when_host_swaps(
     swap_files = {"memory.memsw.limit_in_bytes", "memory.swap.max"}
     real_exists = Path.exists
     monkeypatch.setattr(Path, "exists", lambda p: p.name not in swap_files and real_exists(p))
-    module: types.ModuleType = v1 if isinstance(driver, v1.V1Driver) else v2
     if isinstance(driver, v1.V1Driver):
         parents = list(driver.parents.values())
     else:
         assert isinstance(driver, v2.V2Driver)
         parents = [driver.parent]
-    monkeypatch.setattr(module, "host_has_swap", lambda: True)
+    monkeypatch.setattr(memory, "host_has_swap", lambda: True)
     before = [sorted(p.iterdir()) for p in parents]
     with pytest.raises(CgroupError, match="swap"):
         driver.create(secrets.token_urlsafe(9), Limits(memory_bytes=64 * MiB))
     assert [sorted(p.iterdir()) for p in parents] == before
     # Without swap on the host, the same kernel's limit is complete and applies.
-    monkeypatch.setattr(module, "host_has_swap", lambda: False)
+    monkeypatch.setattr(memory, "host_has_swap", lambda: False)
     cg = driver.create(secrets.token_urlsafe(9), Limits(memory_bytes=64 * MiB))
     await cg.remove()

@@ -4,6 +4,10 @@ Layout: ``<root>/<controller>/<daemon's own path in that hierarchy>/jobworker/jo
 each of the controllers below. Hierarchies mounted together (for example "cpu,cpuacct" with
 cpu and cpuacct as symlinks) resolve to one directory, which is made and removed once.
 v1 has no no-internal-process rule, so the daemon stays where it is.
+
+This module holds what only v1 has: that layout and the freezer kill. Each controller's files
+are written and read by its own module (cpu.py, memory.py, io.py, pids.py), and directories
+are made, locked, removed and swept by job_dirs.py.
 """
 
 from __future__ import annotations
@@ -12,25 +16,24 @@ import signal
 from collections.abc import Mapping
 from pathlib import Path
 
-from worker.cgroup import files, teardown
-from worker.cgroup.base import JOB_DIR_PREFIX, PARENT_DIR_NAME, CgroupMode, job_dir_name
+from worker.cgroup import cpu, files, freezer, io, job_dirs, job_usage, memory, pids
+from worker.cgroup.base import PARENT_DIR_NAME, CgroupMode, job_dir_name
 from worker.cgroup.blockdev import BlockDevice
-from worker.cgroup.ownership import JobLock, parent_locked
-from worker.cgroup.swap import host_has_swap
+from worker.cgroup.ownership import JobLock
 from worker.errors import CgroupError
 from worker.spec import Limits
 from worker.status import Usage
 
 REQUIRED_CONTROLLERS = ("cpu", "cpuacct", "memory", "blkio", "pids", "freezer")
-# CFS bandwidth: quota per period (Documentation/scheduler/sched-bwc.rst). 100 ms is the
-# kernel default period; the quota is the fraction of it the job may run, summed over CPUs.
-CFS_PERIOD_US = 100_000
+# The hierarchy whose job directory carries the job's ownership lock (job_dirs.py).
+OWNER = "freezer"
 
 
-def _unique_dirs(dirs: Mapping[str, Path]) -> tuple[Path, ...]:
-    """Returns ``dirs`` without the duplicates of co-mounted hierarchies, in a stable order."""
+def _distinct(dirs: Mapping[str, Path]) -> tuple[Path, ...]:
+    """Returns ``dirs`` without the duplicates of co-mounted hierarchies, the owner's last."""
     seen: dict[Path, Path] = {}
-    for path in dirs.values():
+    for controller in sorted(dirs, key=lambda c: c == OWNER):
+        path = dirs[controller]
         seen.setdefault(path.parent.resolve() / path.name, path)
     return tuple(seen.values())
 
@@ -48,18 +51,19 @@ class V1JobCgroup:
 
         Args:
             dirs: The job's directory in each hierarchy, keyed by controller name.
-            lock: The ownership lock on the freezer directory, released by remove().
+            lock: The ownership lock on the freezer directory, released by remove(); None
+                for a leftover that a sweep found without one (job_dirs.sweep()).
             devices: Whole disks that apply() limits IO on.
         """
         self._dirs = dict(dirs)
-        self._unique = _unique_dirs(self._dirs)
+        self._distinct = _distinct(self._dirs)
         self._lock = lock
         self._devices = devices
 
     @property
     def procs_files(self) -> tuple[str, ...]:
         """The cgroup.procs file of each distinct hierarchy."""
-        return tuple(str(d / "cgroup.procs") for d in self._unique)
+        return tuple(str(d / "cgroup.procs") for d in self._distinct)
 
     def apply(self, limits: Limits) -> None:
         """Writes every set limit: CFS quota, memory (and memsw), blkio throttle, pids.max.
@@ -67,53 +71,21 @@ class V1JobCgroup:
         Raises:
             CgroupError: A limit was refused or cannot be enforced on this host.
         """
-        dirs = self._dirs
-        if limits.cpu is not None:
-            files.write(dirs["cpu"] / "cpu.cfs_period_us", str(CFS_PERIOD_US))
-            quota = max(1000, round(limits.cpu * CFS_PERIOD_US))  # The kernel minimum is 1 ms.
-            files.write(dirs["cpu"] / "cpu.cfs_quota_us", str(quota))
-        if limits.memory_bytes is not None:
-            memory = dirs["memory"]
-            files.write(memory / "memory.limit_in_bytes", str(limits.memory_bytes))
-            # memsw limits memory plus swap, so equal values mean "no swap". It must be set
-            # after limit_in_bytes (it may not be lower). It is missing when the kernel runs
-            # without swap accounting (swapaccount=0): then, like v2, refuse the limit if
-            # the job could page out past it, rather than weaken it quietly.
-            memsw = memory / "memory.memsw.limit_in_bytes"
-            if memsw.exists():
-                files.write(memsw, str(limits.memory_bytes))
-            elif host_has_swap():
-                raise CgroupError(
-                    "memory.memsw.limit_in_bytes is missing (no swap accounting), so the "
-                    "memory limit cannot keep the job out of swap"
-                )
-        for key, bps in (("read", limits.io_read_bps), ("write", limits.io_write_bps)):
-            if bps is None:
-                continue
-            if not self._devices:
-                raise CgroupError(f"io {key} limit set, but no block device to throttle")
-            for dev in self._devices:
-                files.write(dirs["blkio"] / f"blkio.throttle.{key}_bps_device", f"{dev} {bps}")
-        if limits.pids is not None:
-            files.write(dirs["pids"] / "pids.max", str(limits.pids))
+        cpu.write_v1(limits, self._dirs)
+        memory.write_v1(limits, self._dirs)
+        io.write_v1(limits, self._dirs, self._devices)
+        pids.write_v1(limits, self._dirs)
 
     def _procs(self) -> list[Path]:
-        return [d / "cgroup.procs" for d in self._unique]
+        return [d / "cgroup.procs" for d in self._distinct]
 
     def _frozen_signal(self, sig: int, exclude: frozenset[int] = frozenset()) -> None:
-        # The v1 freezer stops every task and, while FREEZING, freezes new children at fork
-        # (Documentation/admin-guide/cgroup-v1/freezer-subsystem.rst), so the pid list cannot
-        # outrun the signals. SIGKILL stays pending on a frozen task; it dies at THAWED.
         # A leftover found by sweep() may have lost its freezer directory; signal anyway.
         if "freezer" not in self._dirs:
             files.signal_procs(self._procs(), sig, exclude)
             return
-        state = self._dirs["freezer"] / "freezer.state"
-        files.write(state, "FROZEN")
-        try:
+        with freezer.frozen_v1(self._dirs["freezer"]):
             files.signal_procs(self._procs(), sig, exclude)
-        finally:
-            files.write(state, "THAWED")
 
     def signal_all(self, sig: int, exclude: frozenset[int] = frozenset()) -> None:
         """Sends ``sig`` to every process of the job but ``exclude``, frozen so none escapes."""
@@ -128,27 +100,9 @@ class V1JobCgroup:
         return not any(files.read_pids(p) for p in self._procs())
 
     def usage(self) -> Usage:
-        """Reads cpuacct, memory and blkio counters (Documentation/admin-guide/cgroup-v1/)."""
-        memory = self._dirs["memory"]
-        read_bytes = write_bytes = 0
-        # Lines are "MAJ:MIN Op bytes" plus a final "Total bytes". Only IO that the throttle
-        # layer saw is counted; on v1 buffered writeback is charged to the flusher, not here.
-        service = files.read(self._dirs["blkio"] / "blkio.throttle.io_service_bytes")
-        for line in service.splitlines():
-            match line.split():
-                case [_, "Read", count]:
-                    read_bytes += int(count)
-                case [_, "Write", count]:
-                    write_bytes += int(count)
-        return Usage(
-            cpu_usec=files.read_int(self._dirs["cpuacct"] / "cpuacct.usage") // 1000,
-            memory_bytes=files.read_int(memory / "memory.usage_in_bytes"),
-            memory_peak_bytes=files.read_int(memory / "memory.max_usage_in_bytes"),
-            io_read_bytes=read_bytes,
-            io_write_bytes=write_bytes,
-            # oom_kill is in memory.oom_control since Linux 4.13.
-            oom_kills=files.read_keyed(memory / "memory.oom_control").get("oom_kill", 0),
-        )
+        """Reads the cpuacct, memory and blkio counters."""
+        dirs = self._dirs
+        return job_usage.combine(cpu.read_v1(dirs), memory.read_v1(dirs), io.read_v1(dirs))
 
     async def remove(self) -> None:
         """Removes the job's directory in every hierarchy, retrying EBUSY.
@@ -156,12 +110,7 @@ class V1JobCgroup:
         The locked freezer directory goes last, so a concurrent sweep never mistakes a
         half-removed job for a leftover.
         """
-        locked = self._dirs.get("freezer")
-        await teardown.remove_dirs([d for d in self._unique if d != locked])
-        if locked is not None:
-            await teardown.remove_dirs([locked])
-        if self._lock is not None:
-            self._lock.release()
+        await job_dirs.remove(self._distinct, self._lock)
 
 
 class V1Driver:
@@ -200,25 +149,9 @@ class V1Driver:
         """
         name = job_dir_name(job_id)
         dirs = {c: p / name for c, p in self._parents.items()}
-        made: list[Path] = []
-        lock = None
-        try:
-            with parent_locked(self._parents["freezer"], exclusive=False):
-                # The freezer dir, which carries the lock, is made last (see sweep()).
-                for path in sorted(_unique_dirs(dirs), key=lambda d: d == dirs["freezer"]):
-                    files.make_dir(path)
-                    made.append(path)
-                lock = JobLock.try_acquire(dirs["freezer"])
-            if lock is None:
-                raise CgroupError(f"cgroup {dirs['freezer']} is locked by another process")
+        with job_dirs.created(self._parents[OWNER], _distinct(dirs)) as lock:
             cgroup = V1JobCgroup(dirs, lock, self._devices)
             cgroup.apply(limits)
-        except CgroupError:
-            if lock is not None:
-                lock.release()
-            for path in reversed(made):
-                files.try_rmdir(path)
-            raise
         return cgroup
 
     async def sweep(self) -> int:
@@ -227,35 +160,11 @@ class V1Driver:
         A job whose freezer directory another process holds locked belongs to a live
         driver and is left alone (see ownership.py).
         """
-        leftovers: list[tuple[V1JobCgroup, JobLock | None]] = []
-        try:
-            with parent_locked(self._parents["freezer"], exclusive=True):
-                for name in sorted(self._job_names()):
-                    present = {c: p / name for c, p in self._parents.items() if (p / name).is_dir()}
-                    lock = None
-                    if "freezer" in present:
-                        lock = JobLock.try_acquire(present["freezer"])
-                        if lock is None:
-                            continue
-                    leftovers.append((V1JobCgroup(present, lock), lock))
-            for job, _ in leftovers:
-                await teardown.kill_until_empty(job)
-                await job.remove()
-        finally:
-            # remove() released the locks of what it removed; a failure leaves the rest for
-            # the next sweep instead of holding their fds.
-            for _, lock in leftovers:
-                if lock is not None:
-                    lock.release()
-        return len(leftovers)
+        return await job_dirs.sweep(self._parents[OWNER], _distinct(self._parents), self._leftover)
 
-    def _job_names(self) -> set[str]:
-        names: set[str] = set()
-        for parent in self._parents.values():
-            names.update(
-                p.name for p in parent.iterdir() if p.is_dir() and p.name.startswith(JOB_DIR_PREFIX)
-            )
-        return names
+    def _leftover(self, name: str, lock: JobLock | None) -> V1JobCgroup:
+        present = {c: p / name for c, p in self._parents.items() if (p / name).is_dir()}
+        return V1JobCgroup(present, lock)
 
 
 def open_v1_driver(

@@ -11,6 +11,11 @@ v2 forbids processes in a cgroup that delegates controllers to children, except 
 (Documentation/admin-guide/cgroup-v2.rst, "No Internal Process Constraint"), so the daemon
 moves itself into the supervisor leaf before enabling controllers. This works in the root
 cgroup and in a systemd unit with Delegate=yes, where the unit's cgroup is ours to divide.
+
+This module holds what only v2 has: that layout, the supervisor leaf and the kill through
+cgroup.kill. Each controller's files are written and read by its own module (cpu.py,
+memory.py, io.py, pids.py), and directories are made, locked, removed and swept by
+job_dirs.py.
 """
 
 from __future__ import annotations
@@ -19,30 +24,30 @@ import os
 import signal
 from pathlib import Path
 
-from worker.cgroup import files, teardown
-from worker.cgroup.base import JOB_DIR_PREFIX, PARENT_DIR_NAME, CgroupMode, job_dir_name
+from worker.cgroup import cpu, files, freezer, io, job_dirs, job_usage, memory, pids
+from worker.cgroup.base import PARENT_DIR_NAME, CgroupMode, job_dir_name
 from worker.cgroup.blockdev import BlockDevice
-from worker.cgroup.ownership import JobLock, parent_locked
-from worker.cgroup.swap import host_has_swap
+from worker.cgroup.ownership import JobLock
 from worker.errors import CgroupError
 from worker.spec import Limits
 from worker.status import Usage
 
 REQUIRED_CONTROLLERS = ("cpu", "io", "memory", "pids")
 SUPERVISOR_DIR_NAME = "supervisor"
-# cpu.max is "$MAX $PERIOD" in microseconds; 100 ms is the kernel default period.
-CPU_PERIOD_US = 100_000
 
 
 class V2JobCgroup:
     """The cgroup of one job; implements base.JobCgroup."""
 
-    def __init__(self, path: Path, lock: JobLock, devices: tuple[BlockDevice, ...] = ()) -> None:
+    def __init__(
+        self, path: Path, lock: JobLock | None, devices: tuple[BlockDevice, ...] = ()
+    ) -> None:
         """Wraps an existing job directory.
 
         Args:
             path: The job's cgroup directory.
-            lock: The ownership lock on it, released by remove().
+            lock: The ownership lock on it, released by remove(); None for a leftover that
+                a sweep found without one (job_dirs.sweep()).
             devices: Whole disks that apply() limits IO on.
         """
         self._path = path
@@ -65,31 +70,10 @@ class V2JobCgroup:
         Raises:
             CgroupError: A limit was refused or cannot be enforced on this host.
         """
-        path = self._path
-        if limits.cpu is not None:
-            quota = max(1000, round(limits.cpu * CPU_PERIOD_US))  # The kernel minimum is 1 ms.
-            files.write(path / "cpu.max", f"{quota} {CPU_PERIOD_US}")
-        if limits.memory_bytes is not None:
-            files.write(path / "memory.max", str(limits.memory_bytes))
-            swap = path / "memory.swap.max"
-            # Without CONFIG_MEMCG_SWAP the file is missing and swap cannot be limited; that
-            # is only acceptable when the host has no swap to escape to.
-            if swap.exists():
-                files.write(swap, "0")
-            elif host_has_swap():
-                raise CgroupError("memory.swap.max is missing, so swap cannot be turned off")
-        io = [
-            f"{key}={bps}"
-            for key, bps in (("rbps", limits.io_read_bps), ("wbps", limits.io_write_bps))
-            if bps is not None
-        ]
-        if io:
-            if not self._devices:
-                raise CgroupError("io limit set, but no block device to throttle")
-            for dev in self._devices:
-                files.write(path / "io.max", f"{dev} {' '.join(io)}")
-        if limits.pids is not None:
-            files.write(path / "pids.max", str(limits.pids))
+        cpu.write_v2(limits, self._path)
+        memory.write_v2(limits, self._path)
+        io.write_v2(limits, self._path, self._devices)
+        pids.write_v2(limits, self._path)
 
     def signal_all(self, sig: int, exclude: frozenset[int] = frozenset()) -> None:
         """Sends ``sig`` to every process listed in cgroup.procs but ``exclude``."""
@@ -109,30 +93,13 @@ class V2JobCgroup:
         return files.read_keyed(self._path / "cgroup.events").get("populated", 0) == 0
 
     def usage(self) -> Usage:
-        """Reads cpu.stat, memory.current/peak, io.stat and memory.events."""
-        read_bytes = write_bytes = 0
-        # io.stat lines are "MAJ:MIN rbytes=N wbytes=N rios=N ...", one per device.
-        for line in files.read(self._path / "io.stat").splitlines():
-            for field in line.split()[1:]:
-                key, _, value = field.partition("=")
-                if key == "rbytes":
-                    read_bytes += int(value)
-                elif key == "wbytes":
-                    write_bytes += int(value)
-        peak = self._path / "memory.peak"  # Linux 5.19+.
-        return Usage(
-            cpu_usec=files.read_keyed(self._path / "cpu.stat").get("usage_usec", 0),
-            memory_bytes=files.read_int(self._path / "memory.current"),
-            memory_peak_bytes=files.read_int(peak) if peak.exists() else 0,
-            io_read_bytes=read_bytes,
-            io_write_bytes=write_bytes,
-            oom_kills=files.read_keyed(self._path / "memory.events").get("oom_kill", 0),
-        )
+        """Reads cpu.stat, memory.current/peak, memory.events and io.stat."""
+        path = self._path
+        return job_usage.combine(cpu.read_v2(path), memory.read_v2(path), io.read_v2(path))
 
     async def remove(self) -> None:
         """Removes the job's directory, retrying EBUSY."""
-        await teardown.remove_dirs([self._path])
-        self._lock.release()
+        await job_dirs.remove([self._path], self._lock)
 
 
 class V2Driver:
@@ -166,23 +133,9 @@ class V2Driver:
                 directory is removed again.
         """
         path = self._parent / job_dir_name(job_id)
-        made = False
-        lock = None
-        try:
-            with parent_locked(self._parent, exclusive=False):
-                files.make_dir(path)
-                made = True
-                lock = JobLock.try_acquire(path)
-            if lock is None:
-                raise CgroupError(f"cgroup {path} is locked by another process")
+        with job_dirs.created(self._parent, [path]) as lock:
             cgroup = V2JobCgroup(path, lock, self._devices)
             cgroup.apply(limits)
-        except CgroupError:
-            if lock is not None:
-                lock.release()
-            if made:  # Never remove a directory that existed before: it is not ours.
-                files.try_rmdir(path)
-            raise
         return cgroup
 
     async def sweep(self) -> int:
@@ -191,37 +144,18 @@ class V2Driver:
         A job directory another process holds locked belongs to a live driver and is left
         alone (see ownership.py).
         """
-        leftovers: list[tuple[V2JobCgroup, JobLock]] = []
-        try:
-            with parent_locked(self._parent, exclusive=True):
-                for path in sorted(self._parent.iterdir()):
-                    if path.is_dir() and path.name.startswith(JOB_DIR_PREFIX):
-                        lock = JobLock.try_acquire(path)
-                        if lock is not None:
-                            leftovers.append((V2JobCgroup(path, lock), lock))
-            for job, _ in leftovers:
-                await teardown.kill_until_empty(job)
-                await job.remove()
-        finally:
-            # remove() released the locks of what it removed; a failure leaves the rest for
-            # the next sweep instead of holding their fds.
-            for _, lock in leftovers:
-                lock.release()
-        return len(leftovers)
+        return await job_dirs.sweep(
+            self._parent, [self._parent], lambda name, lock: V2JobCgroup(self._parent / name, lock)
+        )
 
 
 def freeze_and_kill(path: Path) -> None:
     """SIGKILLs every process of a cgroup without cgroup.kill (before Linux 5.14).
 
-    A frozen cgroup's tasks cannot fork (cgroup-v2.rst, "cgroup.freeze"), so the pid list
-    cannot outrun the kills; the pending SIGKILLs take effect when the cgroup thaws.
+    The cgroup is frozen meanwhile, so no process escapes by forking (freezer.py).
     """
-    freeze = path / "cgroup.freeze"
-    files.write(freeze, "1")
-    try:
+    with freezer.frozen_v2(path):
         files.signal_procs([path / "cgroup.procs"], signal.SIGKILL)
-    finally:
-        files.write(freeze, "0")
 
 
 def own_base(own_path: str) -> str:
