@@ -32,7 +32,7 @@ class FakeJob:
     def apply(self, limits: Limits) -> None:
         raise AssertionError("a sweep never applies limits")
 
-    def signal_all(self, sig: int) -> None:
+    def signal_all(self, sig: int, exclude: frozenset[int] = frozenset()) -> None:
         raise AssertionError("a sweep only kills")
 
     def kill_all(self) -> None:
