@@ -38,6 +38,12 @@ class Usage:
         io_read_bytes: Bytes read from block devices.
         io_write_bytes: Bytes written to block devices.
         oom_kills: Processes of the job killed by the kernel's OOM killer.
+        pids_refused: Forks its pids limit refused.
+        memory_high_events: Times it was throttled over memory.high (v2 only).
+        memory_max_events: Times its memory use hit its limit.
+        cpu_periods: CFS periods in which it was runnable under its CPU limit.
+        cpu_throttled_periods: Those in which it used up its quota and was throttled.
+        cpu_throttled_usec: Time it spent throttled, in microseconds.
     """
 
     cpu_usec: int = 0
@@ -46,6 +52,12 @@ class Usage:
     io_read_bytes: int = 0
     io_write_bytes: int = 0
     oom_kills: int = 0
+    pids_refused: int = 0
+    memory_high_events: int = 0
+    memory_max_events: int = 0
+    cpu_periods: int = 0
+    cpu_throttled_periods: int = 0
+    cpu_throttled_usec: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

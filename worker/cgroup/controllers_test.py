@@ -151,6 +151,9 @@ def test_memory_limit_without_swap_accounting(
 
 V1_COUNTERS = {
     "cpuacct/cpuacct.usage": "123456789\n",
+    "cpu/cpu.stat": "nr_periods 40\nnr_throttled 10\nthrottled_time 3000000\nnr_bursts 0\n",
+    "pids/pids.events": "max 3\n",
+    "memory/memory.failcnt": "5\n",
     "memory/memory.usage_in_bytes": "4096\n",
     "memory/memory.max_usage_in_bytes": "8192\n",
     "memory/memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
@@ -160,7 +163,11 @@ V1_COUNTERS = {
     ),
 }
 V2_COUNTERS = {
-    "cpu.stat": "usage_usec 123456\nuser_usec 100000\nsystem_usec 23456\n",
+    "cpu.stat": (
+        "usage_usec 123456\nuser_usec 100000\nsystem_usec 23456\n"
+        "nr_periods 40\nnr_throttled 10\nthrottled_usec 3000\n"
+    ),
+    "pids.events": "max 3\n",
     "memory.current": "4096\n",
     "memory.peak": "8192\n",
     "memory.events": "low 0\nhigh 0\nmax 5\noom 2\noom_kill 2\noom_group_kill 0\n",
@@ -176,6 +183,11 @@ COUNTED = Usage(
     io_read_bytes=5096,
     io_write_bytes=8192,
     oom_kills=2,
+    pids_refused=3,
+    memory_max_events=5,
+    cpu_periods=40,
+    cpu_throttled_periods=10,
+    cpu_throttled_usec=3000,
 )
 
 
@@ -186,6 +198,12 @@ def test_usage_reads_every_controller(
     for name, text in counters.items():
         _touch(tmp_path / name, text)
     assert JOBS[version](tmp_path).usage() == COUNTED
+
+
+def test_v2_memory_high_events(tmp_path: Path) -> None:
+    for name, text in V2_COUNTERS.items():
+        _touch(tmp_path / name, text.replace("high 0", "high 7"))
+    assert _v2_job(tmp_path).usage().memory_high_events == 7
 
 
 def test_v2_usage_without_memory_peak(tmp_path: Path) -> None:

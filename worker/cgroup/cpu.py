@@ -25,9 +25,15 @@ class CpuUsage:
 
     Attributes:
         usec: CPU time used, user plus system, in microseconds.
+        periods: CFS periods in which the job was runnable under a CPU limit.
+        throttled_periods: Those of them in which it used up its quota and was throttled.
+        throttled_usec: Time it spent throttled, in microseconds.
     """
 
     usec: int
+    periods: int = 0
+    throttled_periods: int = 0
+    throttled_usec: int = 0
 
 
 def quota_us(cores: float) -> int:
@@ -71,8 +77,15 @@ def read_v1(dirs: Mapping[str, Path]) -> CpuUsage:
     Raises:
         CgroupError: A counter file could not be read.
     """
-    # cpuacct.usage is in nanoseconds (Documentation/admin-guide/cgroup-v1/cpuacct.rst).
-    return CpuUsage(usec=files.read_int(dirs["cpuacct"] / "cpuacct.usage") // 1000)
+    # cpuacct.usage and cpu.stat's throttled_time are in nanoseconds (cgroup-v1/cpuacct.rst,
+    # scheduler/sched-bwc.rst "Statistics").
+    stat = files.read_keyed(dirs["cpu"] / "cpu.stat")
+    return CpuUsage(
+        usec=files.read_int(dirs["cpuacct"] / "cpuacct.usage") // 1000,
+        periods=stat.get("nr_periods", 0),
+        throttled_periods=stat.get("nr_throttled", 0),
+        throttled_usec=stat.get("throttled_time", 0) // 1000,
+    )
 
 
 def read_v2(path: Path) -> CpuUsage:
@@ -81,4 +94,10 @@ def read_v2(path: Path) -> CpuUsage:
     Raises:
         CgroupError: cpu.stat could not be read.
     """
-    return CpuUsage(usec=files.read_keyed(path / "cpu.stat").get("usage_usec", 0))
+    stat = files.read_keyed(path / "cpu.stat")
+    return CpuUsage(
+        usec=stat.get("usage_usec", 0),
+        periods=stat.get("nr_periods", 0),
+        throttled_periods=stat.get("nr_throttled", 0),
+        throttled_usec=stat.get("throttled_usec", 0),
+    )

@@ -24,11 +24,15 @@ class MemoryUsage:
         current_bytes: Memory in use now.
         peak_bytes: The most ever in use, where the kernel reports it, else 0.
         oom_kills: Processes of the job killed by the kernel's OOM killer.
+        high_events: Times the job was throttled over memory.high (v2; v1 has no high).
+        max_events: Times its usage hit the limit (v2 memory.events max; v1 failcnt).
     """
 
     current_bytes: int
     peak_bytes: int
     oom_kills: int
+    high_events: int = 0
+    max_events: int = 0
 
 
 def write_v1(limits: Limits, dirs: Mapping[str, Path]) -> None:
@@ -92,6 +96,8 @@ def read_v1(dirs: Mapping[str, Path]) -> MemoryUsage:
         peak_bytes=files.read_int(memory / "memory.max_usage_in_bytes"),
         # oom_kill is in memory.oom_control since Linux 4.13.
         oom_kills=files.read_keyed(memory / "memory.oom_control").get("oom_kill", 0),
+        # "the number of memory usage hits limits" (cgroup-v1/memory.rst, 5.1).
+        max_events=files.read_int(memory / "memory.failcnt"),
     )
 
 
@@ -102,8 +108,11 @@ def read_v2(path: Path) -> MemoryUsage:
         CgroupError: A counter file could not be read.
     """
     peak = path / "memory.peak"  # Linux 5.19+.
+    events = files.read_keyed(path / "memory.events")
     return MemoryUsage(
         current_bytes=files.read_int(path / "memory.current"),
         peak_bytes=files.read_int(peak) if peak.exists() else 0,
-        oom_kills=files.read_keyed(path / "memory.events").get("oom_kill", 0),
+        oom_kills=events.get("oom_kill", 0),
+        high_events=events.get("high", 0),
+        max_events=events.get("max", 0),
     )

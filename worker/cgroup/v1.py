@@ -100,9 +100,11 @@ class V1JobCgroup:
         return not any(files.read_pids(p) for p in self._procs())
 
     def usage(self) -> Usage:
-        """Reads the cpuacct, memory and blkio counters."""
+        """Reads the cpu, cpuacct, memory, blkio and pids counters."""
         dirs = self._dirs
-        return job_usage.combine(cpu.read_v1(dirs), memory.read_v1(dirs), io.read_v1(dirs))
+        return job_usage.combine(
+            cpu.read_v1(dirs), memory.read_v1(dirs), io.read_v1(dirs), pids.read_v1(dirs)
+        )
 
     async def remove(self) -> None:
         """Removes the job's directory in every hierarchy, retrying EBUSY.

@@ -93,9 +93,11 @@ class V2JobCgroup:
         return files.read_keyed(self._path / "cgroup.events").get("populated", 0) == 0
 
     def usage(self) -> Usage:
-        """Reads cpu.stat, memory.current/peak, memory.events and io.stat."""
+        """Reads cpu.stat, memory.current/peak, memory.events, io.stat and pids.events."""
         path = self._path
-        return job_usage.combine(cpu.read_v2(path), memory.read_v2(path), io.read_v2(path))
+        return job_usage.combine(
+            cpu.read_v2(path), memory.read_v2(path), io.read_v2(path), pids.read_v2(path)
+        )
 
     async def remove(self) -> None:
         """Removes the job's directory, retrying EBUSY."""
