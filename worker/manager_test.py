@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from worker.cgroup import CgroupMode, detect_mode
 from worker.errors import InvalidSpec, JobNotFound, ManagerClosed, StartFailed
 from worker.ids import is_job_id
 from worker.manager import JobManager
@@ -125,7 +126,41 @@ async def test_memory_hog_is_reported_oom_killed(tmp_path: Path) -> None:
     # The peak reached the limit; an ended job reports no current memory.
     assert final.usage.memory_peak_bytes >= 16 << 20
     assert final.usage.memory_bytes == 0
+    if detect_mode() is CgroupMode.UNIFIED:  # v1's failcnt is not kept by every kernel.
+        assert final.usage.memory_max_events >= 1  # The kernel counted hitting the limit.
     assert not calm.oom_killed
+    assert calm.usage.memory_max_events == 0
+
+
+# Forks until the kernel refuses one, twice; then burns one CPU-second.
+_AT_THE_LIMITS = """
+import os, time
+refused = 0
+while refused < 2:
+    try:
+        if os.fork() == 0:
+            time.sleep(30)
+            os._exit(0)
+    except BlockingIOError:
+        refused += 1
+end = time.process_time() + 1
+while time.process_time() < end:
+    pass
+"""
+
+
+async def test_the_final_usage_counts_what_the_limits_refused(tmp_path: Path) -> None:
+    greedy = job(PYTHON, "-c", _AT_THE_LIMITS, limits=Limits(pids=4, cpu=0.2))
+    async with JobManager(config(tmp_path)) as manager:
+        final = await manager.wait((await manager.start(greedy)).job_id)
+        calm = await manager.wait((await manager.start(job("/bin/true"))).job_id)
+    assert final.exit_code == 0
+    assert final.usage.pids_refused >= 2
+    # One CPU-second at 0.2 of a core is throttled in most of its 100 ms periods.
+    assert final.usage.cpu_throttled_periods >= 1
+    assert final.usage.cpu_periods >= final.usage.cpu_throttled_periods
+    assert final.usage.cpu_throttled_usec > 0
+    assert (calm.usage.pids_refused, calm.usage.cpu_throttled_periods) == (0, 0)
 
 
 async def test_list_filters_by_owner_in_start_order(tmp_path: Path) -> None:

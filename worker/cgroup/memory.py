@@ -96,9 +96,21 @@ def read_v1(dirs: Mapping[str, Path]) -> MemoryUsage:
         peak_bytes=files.read_int(memory / "memory.max_usage_in_bytes"),
         # oom_kill is in memory.oom_control since Linux 4.13.
         oom_kills=files.read_keyed(memory / "memory.oom_control").get("oom_kill", 0),
-        # "the number of memory usage hits limits" (cgroup-v1/memory.rst, 5.1).
-        max_events=files.read_int(memory / "memory.failcnt"),
+        max_events=_failcnt_v1(memory),
     )
+
+
+def _failcnt_v1(memory: Path) -> int:
+    """Returns how often the job's charges hit its memory limit (cgroup-v1/memory.rst, 5.1).
+
+    A charge tries memory plus swap first when swap is accounted (mm/memcontrol.c,
+    try_charge), and with equal limits that is the one that fails; so a hit counts in
+    memory.memsw.failcnt or in memory.failcnt, never in both. Not every kernel keeps these
+    counts: on Linux 6.18 (v1 host) both stayed 0 through an OOM kill (measured).
+    """
+    memsw = memory / "memory.memsw.failcnt"
+    hits = files.read_int(memory / "memory.failcnt")
+    return hits + files.read_int(memsw) if memsw.exists() else hits
 
 
 def read_v2(path: Path) -> MemoryUsage:
