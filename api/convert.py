@@ -15,7 +15,8 @@ from google.protobuf import timestamp_pb2
 from jobworker.v1 import jobworker_pb2 as pb
 from worker.errors import InvalidSpec
 from worker.ids import ID_LENGTH, is_job_id
-from worker.spec import DEFAULT_PATH, JobSpec, Limits
+from worker.limits import Limits
+from worker.spec import DEFAULT_PATH, JobSpec
 from worker.status import JobState, JobStatus, Usage
 
 MAX_GRACE_SECONDS = 300.0

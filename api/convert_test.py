@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from api import convert
 from jobworker.v1 import jobworker_pb2 as pb
 from worker.errors import InvalidSpec
-from worker.spec import Limits
+from worker.limits import Limits
 from worker.status import JobState, JobStatus, Usage
 
 LIMIT_FIELDS = ("cpu", "memory_bytes", "io_read_bps", "io_write_bps", "pids")

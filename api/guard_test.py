@@ -28,7 +28,8 @@ from api.testing_daemon import (  # noqa: E402
 )
 from api.testing_fake_manager import FakeJobManager  # noqa: E402
 from jobworker.v1 import jobworker_pb2 as pb  # noqa: E402
-from worker.spec import JobSpec, Limits  # noqa: E402
+from worker.limits import Limits  # noqa: E402
+from worker.spec import JobSpec  # noqa: E402
 from worker.status import JobStatus  # noqa: E402
 
 OK, NOT_FOUND = grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND

@@ -18,7 +18,7 @@ from absl import app, flags, logging
 
 from api import pki, tls_policy
 from worker.config import ManagerConfig
-from worker.spec import Limits
+from worker.limits import Limits
 
 _LISTEN = flags.DEFINE_string("listen", "127.0.0.1:50051", "host:port to serve on.")
 _PKI_DIR = flags.DEFINE_string(

@@ -20,7 +20,7 @@ from absl.testing import flagsaver  # noqa: E402
 
 from api import jobworkerd, pki, pki_tool  # noqa: E402
 from worker.errors import InvalidSpec  # noqa: E402
-from worker.spec import Limits  # noqa: E402
+from worker.limits import Limits  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

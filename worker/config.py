@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from worker.spec import Limits
+from worker.limits import Limits
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -20,10 +20,11 @@ import signal
 from worker.cgroup.base import JobCgroup
 from worker.cgroup.teardown import kill_until_empty
 from worker.errors import CgroupError, SpawnerLost
+from worker.limits import Limits
 from worker.output_log import OutputLog
 from worker.spawn_protocol import ExitStatus
 from worker.spawner import Spawner
-from worker.spec import JobSpec, Limits
+from worker.spec import JobSpec
 from worker.status import JobState, JobStatus, Usage
 from worker.tasks import TaskSet
 

@@ -29,9 +29,10 @@ from worker.ids import is_job_id
 from worker.inotify import LogWatcher
 from worker.job import Job
 from worker.launch import Launcher
+from worker.limits import Limits
 from worker.spare import SpareKeeper
 from worker.spawner_slot import SpawnerSlot
-from worker.spec import JobSpec, Limits
+from worker.spec import JobSpec
 from worker.status import JobStatus
 from worker.tasks import TaskSet
 from worker.usage import read_usage

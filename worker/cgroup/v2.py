@@ -25,7 +25,7 @@ from worker.cgroup.blockdev import BlockDevice
 from worker.cgroup.ownership import JobLock, parent_locked
 from worker.cgroup.swap import host_has_swap
 from worker.errors import CgroupError
-from worker.spec import Limits
+from worker.limits import Limits
 from worker.status import Usage
 
 REQUIRED_CONTROLLERS = ("cpu", "io", "memory", "pids")
