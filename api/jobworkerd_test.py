@@ -73,6 +73,36 @@ def test_limit_flags() -> None:
         jobworkerd._limits()
 
 
+# The flags are made from worker/limits.py; these names, defaults and types are what
+# deployments (deploy/jobworkerd.service, scripts) depend on.
+DAEMON_LIMIT_FLAGS = {
+    "default_cpu": 1.0,
+    "default_memory_bytes": 512 << 20,
+    "default_io_read_bps": None,
+    "default_io_write_bps": None,
+    "default_pids": 256,
+    "max_cpu": 2.0,
+    "max_memory_bytes": 8 << 30,
+    "max_io_read_bps": 1 << 30,
+    "max_io_write_bps": 1 << 30,
+    "max_pids": 4096,
+}
+
+
+@pytest.mark.parametrize(("name", "default"), DAEMON_LIMIT_FLAGS.items())
+def test_limit_flag_names_defaults_and_types(name: str, default: float | None) -> None:
+    flag = flags.FLAGS[name]
+    assert flag.default == default
+    flag.parse("3")
+    assert flag.value == 3
+    if name.endswith("_cpu"):
+        flag.parse("0.5")
+        assert flag.value == 0.5
+    else:
+        with pytest.raises(flags.IllegalFlagValueError):
+            flag.parse("0.5")
+
+
 def test_unexpected_arguments_are_a_usage_error() -> None:
     with pytest.raises(app.UsageError):
         jobworkerd.main(["jobworkerd", "extra"])
