@@ -15,7 +15,8 @@ from google.protobuf import timestamp_pb2
 from jobworker.v1 import jobworker_pb2 as pb
 from worker.errors import InvalidSpec
 from worker.ids import ID_LENGTH, is_job_id
-from worker.spec import DEFAULT_PATH, JobSpec, Limits
+from worker.limits import LIMIT_TABLE, Limits
+from worker.spec import DEFAULT_PATH, JobSpec
 from worker.status import JobState, JobStatus, Usage
 
 MAX_GRACE_SECONDS = 300.0
@@ -32,7 +33,6 @@ _STATES = {
     JobState.STOPPED: pb.JOB_STATE_STOPPED,
     JobState.FAILED: pb.JOB_STATE_FAILED,
 }
-_LIMIT_FIELDS = ("cpu", "memory_bytes", "io_read_bps", "io_write_bps", "pids")
 
 
 def job_id(value: str) -> str:
@@ -81,8 +81,9 @@ def limits_from_pb(message: pb.Limits) -> Limits:
     Raises:
         InvalidSpec: On ``limits.<field>`` for negative, zero, absurd or non-finite values.
     """
+    # Each limit's proto field has its name (worker/limits.py).
     values = {
-        name: getattr(message, name) if message.HasField(name) else None for name in _LIMIT_FIELDS
+        name: getattr(message, name) if message.HasField(name) else None for name in LIMIT_TABLE
     }
     return Limits(**values)
 
@@ -117,7 +118,7 @@ def _timestamp(value: datetime.datetime) -> timestamp_pb2.Timestamp:
 def limits_to_pb(limits: Limits) -> pb.Limits:
     """Converts worker limits to protobuf; None fields stay unset."""
     message = pb.Limits()
-    for name in _LIMIT_FIELDS:
+    for name in LIMIT_TABLE:
         value = getattr(limits, name)
         if value is not None:
             setattr(message, name, value)

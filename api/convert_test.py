@@ -6,13 +6,14 @@ import datetime
 import math
 
 import pytest
+from google.protobuf.descriptor import FieldDescriptor
 from hypothesis import given
 from hypothesis import strategies as st
 
 from api import convert
 from jobworker.v1 import jobworker_pb2 as pb
 from worker.errors import InvalidSpec
-from worker.spec import Limits
+from worker.limits import LIMIT_TABLE, Limits
 from worker.status import JobState, JobStatus, Usage
 
 LIMIT_FIELDS = ("cpu", "memory_bytes", "io_read_bps", "io_write_bps", "pids")
@@ -82,6 +83,28 @@ def test_start_request_is_accepted_exactly_when_valid(request: pb.StartJobReques
         for name in LIMIT_FIELDS:
             expected = getattr(request.limits, name) if request.limits.HasField(name) else None
             assert getattr(spec.limits, name) == expected
+
+
+def test_the_limit_table_and_the_proto_have_the_same_fields() -> None:
+    # A limit added to worker/limits.py and not to jobworker.proto, or the reverse, fails here.
+    fields = pb.Limits.DESCRIPTOR.fields_by_name
+    assert set(fields) == set(LIMIT_TABLE)
+    proto_type = {float: FieldDescriptor.TYPE_DOUBLE, int: FieldDescriptor.TYPE_INT64}
+    for name, info in LIMIT_TABLE.items():
+        assert fields[name].type == proto_type[info.unit.python_type], name
+        assert fields[name].has_presence, f"{name} must be optional: unset is the default"
+
+
+@pytest.mark.parametrize("name", list(LIMIT_TABLE))
+def test_each_limit_converts_both_ways(name: str) -> None:
+    info = LIMIT_TABLE[name]
+    value = info.unit.python_type(info.high)
+    message = pb.Limits()
+    setattr(message, name, value)
+    limits = convert.limits_from_pb(message)
+    assert [n for n in LIMIT_TABLE if getattr(limits, n) is not None] == [name]
+    assert getattr(limits, name) == value
+    assert convert.limits_to_pb(limits) == message
 
 
 @given(st.one_of(st.text(max_size=80), st.text(alphabet="ab_-Z9", min_size=20, max_size=24)))

@@ -18,7 +18,7 @@ from cryptography import x509  # noqa: E402
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
-from api import pki  # noqa: E402
+from api import certificates, pki  # noqa: E402
 from api.role import ROLE_OID  # noqa: E402
 from api.testing_daemon import (  # noqa: E402
     RPC_TIMEOUT,
@@ -28,7 +28,8 @@ from api.testing_daemon import (  # noqa: E402
 )
 from api.testing_fake_manager import FakeJobManager  # noqa: E402
 from jobworker.v1 import jobworker_pb2 as pb  # noqa: E402
-from worker.spec import JobSpec, Limits  # noqa: E402
+from worker.limits import Limits  # noqa: E402
+from worker.spec import JobSpec  # noqa: E402
 from worker.status import JobStatus  # noqa: E402
 
 OK, NOT_FOUND = grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND
@@ -43,7 +44,9 @@ def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             attributes = [x509.NameAttribute(NameOID.COMMON_NAME, name)]
             if role:
                 attributes.append(x509.NameAttribute(ROLE_OID, role))
-            leaf = pki.issue_leaf(ca, x509.Name(attributes), [ExtendedKeyUsageOID.CLIENT_AUTH])
+            leaf = certificates.issue_leaf(
+                ca, x509.Name(attributes), [ExtendedKeyUsageOID.CLIENT_AUTH]
+            )
             pki.write_credential(leaf, directory, name)
         yield directory
 

@@ -16,14 +16,14 @@ import pytest  # noqa: E402
 from cryptography import x509  # noqa: E402
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
 
-from api import identity, pki  # noqa: E402
+from api import certificates, identity, pki  # noqa: E402
 from api.identity import Identity, identity_from_auth_context, identity_from_pem  # noqa: E402
 from api.role import ROLE_OID, Role  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def ca() -> Iterator[pki.Credential]:
-    yield pki.new_ca()
+def ca() -> Iterator[certificates.Credential]:
+    yield certificates.new_ca()
 
 
 @pytest.mark.parametrize(
@@ -34,9 +34,9 @@ def test_dev_users(tmp_path: Path, user: str, role: Role) -> None:
     assert identity_from_pem((tmp_path / f"{user}.crt").read_bytes()) == Identity(user, role)
 
 
-def _leaf(ca: pki.Credential, *attributes: tuple[x509.ObjectIdentifier, str]) -> bytes:
+def _leaf(ca: certificates.Credential, *attributes: tuple[x509.ObjectIdentifier, str]) -> bytes:
     name = x509.Name([x509.NameAttribute(oid, value) for oid, value in attributes])
-    return pki.issue_leaf(ca, name, [ExtendedKeyUsageOID.CLIENT_AUTH]).cert_pem()
+    return certificates.issue_leaf(ca, name, [ExtendedKeyUsageOID.CLIENT_AUTH]).cert_pem()
 
 
 @pytest.mark.parametrize(
@@ -60,15 +60,15 @@ def _leaf(ca: pki.Credential, *attributes: tuple[x509.ObjectIdentifier, str]) ->
     ],
 )
 def test_subject_fields(
-    ca: pki.Credential,
+    ca: certificates.Credential,
     attributes: list[tuple[x509.ObjectIdentifier, str]],
     expected: Identity | None,
 ) -> None:
     assert identity_from_pem(_leaf(ca, *attributes)) == expected
 
 
-def test_server_certificate_is_no_client_identity(ca: pki.Credential) -> None:
-    assert identity_from_pem(pki.issue_server(ca).cert_pem()) is None
+def test_server_certificate_is_no_client_identity(ca: certificates.Credential) -> None:
+    assert identity_from_pem(certificates.issue_server(ca).cert_pem()) is None
 
 
 @pytest.mark.parametrize(
@@ -84,8 +84,8 @@ def test_auth_context_without_a_usable_certificate(context: dict[str, list[bytes
     assert identity_from_auth_context(context) is None
 
 
-def test_auth_context_with_two_certificates_is_refused(ca: pki.Credential) -> None:
-    pem = pki.issue_client(ca, "alice", Role.USER).cert_pem()
+def test_auth_context_with_two_certificates_is_refused(ca: certificates.Credential) -> None:
+    pem = certificates.issue_client(ca, "alice", Role.USER).cert_pem()
     assert identity_from_auth_context({"x509_pem_cert": [pem]}) == Identity("alice", Role.USER)
     assert identity_from_auth_context({"x509_pem_cert": [pem, pem]}) is None
 

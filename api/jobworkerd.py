@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, Final
 
 from absl import app, flags, logging
 
 from api import pki, tls_policy
 from worker.config import ManagerConfig
-from worker.spec import Limits
+from worker.limits import LIMIT_TABLE, LimitInfo, Limits
 
 _LISTEN = flags.DEFINE_string("listen", "127.0.0.1:50051", "host:port to serve on.")
 _PKI_DIR = flags.DEFINE_string(
@@ -39,30 +40,46 @@ _DEFAULT_GRACE = flags.DEFINE_float(
 _SHUTDOWN_TIMEOUT = flags.DEFINE_float(
     "shutdown_timeout", 15.0, "Seconds to stop jobs and end streams on SIGTERM before a hard stop."
 )
+
+
+def _define_limit(
+    flag: str, info: LimitInfo, default: float | None, help_template: str
+) -> flags.FlagHolder[Any]:
+    """Defines the float (cores) or integer flag of a limit and returns it.
+
+    Args:
+        flag: The flag's name.
+        info: The limit's row of the table.
+        default: The flag's default.
+        help_template: The help text, with ``{}`` where the limit goes ("cpu limit (cores)").
+    """
+    unit = f" ({info.unit.value})" if info.unit.value else ""
+    help_text = help_template.format(f"{info.label} limit{unit}")
+    # What DEFINE_float and DEFINE_integer do, with the parser picked by the unit.
+    parser: flags.ArgumentParser[Any] = (
+        flags.FloatParser() if info.unit.python_type is float else flags.IntegerParser()
+    )
+    return flags.DEFINE(parser, flag, default, help_text, serializer=flags.ArgumentSerializer())
+
+
 # Limit defaults apply when a request leaves a limit unset; caps reject larger requests.
-# TODO: size the defaults and caps from the host (cores, RAM) instead of fixed numbers.
-_DEFAULT_CPU = flags.DEFINE_float("default_cpu", 1.0, "Default CPU limit, in cores.")
-_DEFAULT_MEMORY = flags.DEFINE_integer(
-    "default_memory_bytes", 512 << 20, "Default memory limit in bytes."
-)
-_DEFAULT_PIDS = flags.DEFINE_integer("default_pids", 256, "Default process/thread limit.")
-_DEFAULT_IO_READ = flags.DEFINE_integer(
-    "default_io_read_bps", None, "Default read bandwidth limit (bytes/s); unset: unlimited."
-)
-_DEFAULT_IO_WRITE = flags.DEFINE_integer(
-    "default_io_write_bps", None, "Default write bandwidth limit (bytes/s); unset: unlimited."
-)
-_MAX_CPU = flags.DEFINE_float("max_cpu", 2.0, "Largest CPU limit a request may ask for.")
-_MAX_MEMORY = flags.DEFINE_integer(
-    "max_memory_bytes", 8 << 30, "Largest memory limit a request may ask for."
-)
-_MAX_PIDS = flags.DEFINE_integer("max_pids", 4096, "Largest process limit a request may ask for.")
-_MAX_IO_READ = flags.DEFINE_integer(
-    "max_io_read_bps", 1 << 30, "Largest read bandwidth limit a request may ask for."
-)
-_MAX_IO_WRITE = flags.DEFINE_integer(
-    "max_io_write_bps", 1 << 30, "Largest write bandwidth limit a request may ask for."
-)
+# TODO: size the defaults and caps from the host (cores, RAM) instead of the fixed numbers of
+# worker/limits.py.
+_DEFAULT_LIMITS: Final[Mapping[str, flags.FlagHolder[Any]]] = {
+    name: _define_limit(
+        f"default_{name}",
+        info,
+        info.daemon_default,
+        "Default {} of a job that sets none; unset: unlimited.",
+    )
+    for name, info in LIMIT_TABLE.items()
+}
+_MAX_LIMITS: Final[Mapping[str, flags.FlagHolder[Any]]] = {
+    name: _define_limit(
+        f"max_{name}", info, info.daemon_maximum, "Largest {} a request may ask for; unset: no cap."
+    )
+    for name, info in LIMIT_TABLE.items()
+}
 
 
 def _default_pki_dir() -> Path:
@@ -85,20 +102,8 @@ def _tls_files() -> pki.TlsFiles:
 
 
 def _limits() -> tuple[Limits, Limits]:
-    default = Limits(
-        cpu=_DEFAULT_CPU.value,
-        memory_bytes=_DEFAULT_MEMORY.value,
-        io_read_bps=_DEFAULT_IO_READ.value,
-        io_write_bps=_DEFAULT_IO_WRITE.value,
-        pids=_DEFAULT_PIDS.value,
-    )
-    maximum = Limits(
-        cpu=_MAX_CPU.value,
-        memory_bytes=_MAX_MEMORY.value,
-        io_read_bps=_MAX_IO_READ.value,
-        io_write_bps=_MAX_IO_WRITE.value,
-        pids=_MAX_PIDS.value,
-    )
+    default = Limits(**{name: flag.value for name, flag in _DEFAULT_LIMITS.items()})
+    maximum = Limits(**{name: flag.value for name, flag in _MAX_LIMITS.items()})
     default.check_within(maximum)
     return default, maximum
 

@@ -20,7 +20,7 @@ from absl.testing import flagsaver  # noqa: E402
 
 from api import jobworkerd, pki, pki_tool  # noqa: E402
 from worker.errors import InvalidSpec  # noqa: E402
-from worker.spec import Limits  # noqa: E402
+from worker.limits import Limits  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -71,6 +71,36 @@ def test_limit_flags() -> None:
     flags.FLAGS["default_cpu"].value = 4.0  # Above --max_cpu: refuse to start.
     with pytest.raises(InvalidSpec, match=r"^limits\.cpu: "):
         jobworkerd._limits()
+
+
+# The flags are made from worker/limits.py; these names, defaults and types are what
+# deployments (deploy/jobworkerd.service, scripts) depend on.
+DAEMON_LIMIT_FLAGS = {
+    "default_cpu": 1.0,
+    "default_memory_bytes": 512 << 20,
+    "default_io_read_bps": None,
+    "default_io_write_bps": None,
+    "default_pids": 256,
+    "max_cpu": 2.0,
+    "max_memory_bytes": 8 << 30,
+    "max_io_read_bps": 1 << 30,
+    "max_io_write_bps": 1 << 30,
+    "max_pids": 4096,
+}
+
+
+@pytest.mark.parametrize(("name", "default"), DAEMON_LIMIT_FLAGS.items())
+def test_limit_flag_names_defaults_and_types(name: str, default: float | None) -> None:
+    flag = flags.FLAGS[name]
+    assert flag.default == default
+    flag.parse("3")
+    assert flag.value == 3
+    if name.endswith("_cpu"):
+        flag.parse("0.5")
+        assert flag.value == 0.5
+    else:
+        with pytest.raises(flags.IllegalFlagValueError):
+            flag.parse("0.5")
 
 
 def test_unexpected_arguments_are_a_usage_error() -> None:

@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from api import pki
+from api import certificates, pki
 from api.role import ROLE_OID
 
 NAMES = ["ca", "server", "alice", "bob", "admin"]
@@ -96,7 +96,7 @@ def test_ensure_keeps_a_valid_pki_and_renews_expiring_leaves(tmp_path: Path) -> 
 
     ca = pki.load_credential(tmp_path, "ca")
     now = datetime.datetime.now(datetime.UTC)
-    expiring = pki.issue_server(ca, not_after=now + datetime.timedelta(hours=1))
+    expiring = certificates.issue_server(ca, not_after=now + datetime.timedelta(hours=1))
     pki.write_credential(expiring, tmp_path, "server")
     pki.ensure_dev_pki(tmp_path)
     renewed = _cert(tmp_path, "server")

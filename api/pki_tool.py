@@ -1,7 +1,7 @@
 """pki_tool: creates the development PKI.
 
 Usage: ``tools/bazel run //api:pki_tool -- init --dir DIR`` writes ca, server, alice, bob
-and admin credentials into DIR (see api/pki.py for the certificate profile).
+and admin credentials into DIR (see api/certificates.py for the certificate profile).
 """
 
 from __future__ import annotations

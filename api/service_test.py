@@ -29,7 +29,7 @@ from api.testing_fake_manager import FakeJobManager  # noqa: E402
 from api.tls import server_credentials  # noqa: E402
 from jobworker.v1 import jobworker_pb2 as pb  # noqa: E402
 from worker.errors import CgroupError  # noqa: E402
-from worker.spec import Limits  # noqa: E402
+from worker.limits import Limits  # noqa: E402
 from worker.status import JobStatus  # noqa: E402
 
 MISSING_ID = "A" * 22  # Well-formed, never issued.

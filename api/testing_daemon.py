@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from api import pki, server
+from api import certificates, pki, server
 from api.backend import JobBackend
 from api.role import Role
 from api.tls import channel_credentials, server_credentials
@@ -87,15 +87,17 @@ def write_odd_client(pki_dir: Path, out_dir: Path, kind: str) -> pki.TlsFiles:
     now = datetime.datetime.now(datetime.UTC)
     day = datetime.timedelta(days=1)
     if kind == "expired":
-        credential = pki.issue_client(
+        credential = certificates.issue_client(
             ca, "alice", Role.USER, not_before=now - 3 * day, not_after=now - day
         )
     elif kind == "not_yet_valid":
-        credential = pki.issue_client(
+        credential = certificates.issue_client(
             ca, "alice", Role.USER, not_before=now + day, not_after=now + 3 * day
         )
     elif kind == "other_ca":
-        credential = pki.issue_client(pki.new_ca("impostor CA"), "alice", Role.USER)
+        credential = certificates.issue_client(
+            certificates.new_ca("impostor CA"), "alice", Role.USER
+        )
     elif kind == "server_as_client":
         return pki.TlsFiles.in_pki_dir(pki_dir, pki.SERVER_NAME)
     else:

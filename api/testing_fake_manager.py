@@ -15,8 +15,9 @@ from collections.abc import AsyncIterator
 
 from worker.errors import JobNotFound, ManagerClosed
 from worker.ids import new_job_id
+from worker.limits import Limits
 from worker.output_log import CHUNK_SIZE
-from worker.spec import JobSpec, Limits
+from worker.spec import JobSpec
 from worker.status import JobState, JobStatus, Usage
 
 

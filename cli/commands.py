@@ -15,6 +15,7 @@ from cli import render
 from cli.client import JobClient
 from cli.errors import ExitCode
 from jobworker.v1 import jobworker_pb2
+from worker.limits import LIMIT_TABLE
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,13 +59,8 @@ def note(streams: Streams, text: str) -> None:
 
 def limits_from_args(args: argparse.Namespace) -> jobworker_pb2.Limits:
     """Returns the Limits message for the limit flags given; unset flags stay unset."""
-    return jobworker_pb2.Limits(
-        cpu=args.cpu,
-        memory_bytes=args.memory,
-        io_read_bps=args.io_read,
-        io_write_bps=args.io_write,
-        pids=args.pids,
-    )
+    # cli/parser.py stores each limit flag under the limit's name, the proto field's too.
+    return jobworker_pb2.Limits(**{name: getattr(args, name) for name in LIMIT_TABLE})
 
 
 async def start_job(args: argparse.Namespace, client: JobClient) -> jobworker_pb2.JobStatus:

@@ -29,7 +29,8 @@ from cli import dispatch, parser  # noqa: E402
 from cli.commands import Streams  # noqa: E402
 from cli.connection import Settings  # noqa: E402
 from cli.errors import CliError  # noqa: E402
-from worker.spec import JobSpec, Limits  # noqa: E402
+from worker.limits import Limits  # noqa: E402
+from worker.spec import JobSpec  # noqa: E402
 
 # Bounds a wait for the command under test to reach a state; never a pass/fail timing.
 _WAIT = 30.0

@@ -15,6 +15,7 @@ from absl.flags import argparse_flags
 
 # connection defines the connection flags, which this parser must know to accept.
 from cli import connection, units
+from worker.limits import LIMIT_TABLE
 
 _T = TypeVar("_T")
 
@@ -44,7 +45,7 @@ examples:
 """
 
 
-def _typed(parse: Callable[[str], _T], name: str) -> Callable[[str], _T]:
+def _typed(parse: Callable[[str], _T]) -> Callable[[str], _T]:
     """Adapts a units parser so argparse prints its message (it hides plain ValueErrors)."""
 
     def convert(text: str) -> _T:
@@ -53,7 +54,8 @@ def _typed(parse: Callable[[str], _T], name: str) -> Callable[[str], _T]:
         except units.QuantityError as err:
             raise argparse.ArgumentTypeError(str(err)) from None
 
-    convert.__name__ = name
+    # What argparse calls the type in a message of its own: "size" for parse_size.
+    convert.__name__ = parse.__name__.removeprefix("parse_")
     return convert
 
 
@@ -66,38 +68,11 @@ def _env_pair(text: str) -> tuple[str, str]:
 
 def _add_limits(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("limits (unset: the daemon's defaults)")
-    group.add_argument(
-        "--cpu",
-        type=_typed(units.parse_cpu, "cpu"),
-        metavar="CORES",
-        help="CPU bandwidth in cores, e.g. 0.5",
-    )
-    group.add_argument(
-        "--memory",
-        type=_typed(units.parse_size, "size"),
-        metavar="SIZE",
-        help="memory limit, e.g. 256MiB or 1GB (no swap)",
-    )
-    group.add_argument(
-        "--io-read",
-        dest="io_read",
-        type=_typed(units.parse_rate, "rate"),
-        metavar="RATE",
-        help="block device read bandwidth, e.g. 10MB/s",
-    )
-    group.add_argument(
-        "--io-write",
-        dest="io_write",
-        type=_typed(units.parse_rate, "rate"),
-        metavar="RATE",
-        help="block device write bandwidth, e.g. 10MB/s",
-    )
-    group.add_argument(
-        "--pids",
-        type=_typed(units.parse_positive_int, "count"),
-        metavar="N",
-        help="maximum number of processes and threads",
-    )
+    for name, info in LIMIT_TABLE.items():
+        syntax = units.SYNTAX[info.unit]
+        group.add_argument(
+            info.flag, dest=name, type=_typed(syntax.parse), metavar=syntax.metavar, help=info.help
+        )
     parser.add_argument(
         "-e",
         "--env",
@@ -157,7 +132,7 @@ def build_parser(prog: str = "jobctl") -> argparse.ArgumentParser:
     stop = add("stop", "Stop a job (SIGTERM, grace period, SIGKILL); print its final status.")
     stop.add_argument(
         "--grace",
-        type=_typed(units.parse_seconds, "seconds"),
+        type=_typed(units.parse_seconds),
         metavar="SECONDS",
         help="seconds between SIGTERM and SIGKILL (default: the daemon's)",
     )
@@ -190,7 +165,7 @@ def build_parser(prog: str = "jobctl") -> argparse.ArgumentParser:
     _add_limits(run)
     run.add_argument(
         "--grace",
-        type=_typed(units.parse_seconds, "seconds"),
+        type=_typed(units.parse_seconds),
         metavar="SECONDS",
         help="on Ctrl-C: seconds between SIGTERM and SIGKILL (default: the daemon's)",
     )

@@ -1,6 +1,8 @@
 import pytest
 
 from cli import parser
+from cli.commands import limits_from_args
+from jobworker.v1 import jobworker_pb2 as pb
 
 
 def parse(*argv: str):  # type: ignore[no-untyped-def]
@@ -32,7 +34,7 @@ def test_start_with_limits_and_a_command_after_the_separator() -> None:
         "echo --cpu",
     )
     assert args.command == "start"
-    assert (args.cpu, args.memory, args.io_read, args.io_write, args.pids) == (
+    assert (args.cpu, args.memory_bytes, args.io_read_bps, args.io_write_bps, args.pids) == (
         0.5,
         256 * 1024**2,
         10_000_000,
@@ -44,9 +46,32 @@ def test_start_with_limits_and_a_command_after_the_separator() -> None:
     assert args.argv == ["/bin/sh", "-c", "echo --cpu"]
 
 
+@pytest.mark.parametrize("command", ["start", "run"])
+def test_limit_flags_keep_their_spelling(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # The flags come from worker/limits.py; these are the names users and scripts type.
+    with pytest.raises(SystemExit):
+        parse(command, "--help")
+    out = capsys.readouterr().out
+    for flag in ("--cpu CORES", "--memory SIZE", "--io-read RATE", "--io-write RATE", "--pids N"):
+        assert flag in out
+
+
+def test_limit_flags_make_the_limits_message() -> None:
+    args = parse("run", "--memory", "1GB", "--io-read", "2MiB/s", "--pids", "8", "--", "x")
+    assert limits_from_args(args) == pb.Limits(memory_bytes=10**9, io_read_bps=2 * 1024**2, pids=8)
+    assert not limits_from_args(parse("run", "--", "x")).ListFields()
+
+
 def test_limits_default_to_unset() -> None:
     args = parse("run", "--", "/bin/true")
-    assert (args.cpu, args.memory, args.io_read, args.io_write, args.pids, args.grace) == (
+    assert (
+        args.cpu,
+        args.memory_bytes,
+        args.io_read_bps,
+        args.io_write_bps,
+        args.pids,
+        args.grace,
+    ) == (
         None,
         None,
         None,

@@ -17,6 +17,7 @@ from google.protobuf import timestamp_pb2
 
 from cli import outcome, units
 from jobworker.v1 import jobworker_pb2
+from worker.limits import LIMIT_TABLE
 
 _COMMAND_WIDTH = 60
 _STATE_PREFIX = "JOB_STATE_"
@@ -56,17 +57,11 @@ def command_text(argv: Sequence[str], width: int | None = None) -> str:
 
 
 def _limits_text(limits: jobworker_pb2.Limits) -> str:
-    parts = []
-    if limits.HasField("cpu"):
-        parts.append(f"cpu {limits.cpu:g}")
-    if limits.HasField("memory_bytes"):
-        parts.append(f"memory {units.format_bytes(limits.memory_bytes)}")
-    if limits.HasField("io_read_bps"):
-        parts.append(f"io read {units.format_bytes(limits.io_read_bps)}/s")
-    if limits.HasField("io_write_bps"):
-        parts.append(f"io write {units.format_bytes(limits.io_write_bps)}/s")
-    if limits.HasField("pids"):
-        parts.append(f"pids {limits.pids}")
+    parts = [
+        f"{info.label} {units.SYNTAX[info.unit].format(getattr(limits, name))}"
+        for name, info in LIMIT_TABLE.items()
+        if limits.HasField(name)
+    ]
     return ", ".join(parts) or "none"
 
 
@@ -162,13 +157,7 @@ def status_dict(job: jobworker_pb2.JobStatus) -> dict[str, Any]:
         "stop_requested": job.stop_requested,
         "started_at": _rfc3339(job.started_at),
         "ended_at": _rfc3339(job.ended_at),
-        "limits": {
-            "cpu": _optional(limits, "cpu"),
-            "memory_bytes": _optional(limits, "memory_bytes"),
-            "io_read_bps": _optional(limits, "io_read_bps"),
-            "io_write_bps": _optional(limits, "io_write_bps"),
-            "pids": _optional(limits, "pids"),
-        },
+        "limits": {name: _optional(limits, name) for name in LIMIT_TABLE},
         "usage": {
             "cpu_usec": usage.cpu_usec,
             "memory_bytes": usage.memory_bytes,

@@ -60,6 +60,12 @@ def test_status_text() -> None:
     )
 
 
+def test_status_text_shows_the_limits_set() -> None:
+    read_only = pb.JobStatus(job_id="j", limits=pb.Limits(io_read_bps=1024))
+    assert "limits:     io read 1 KiB/s\n" in render.status_text(read_only)
+    assert "limits:     none\n" in render.status_text(pb.JobStatus(job_id="j"))
+
+
 def test_status_text_of_a_stopped_job_names_the_signal() -> None:
     text = render.status_text(KILLED)
     assert "state:      stopped (stop requested)\n" in text

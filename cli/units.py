@@ -1,5 +1,7 @@
 """Human quantities on the command line: byte sizes, byte rates, CPU shares and durations.
 
+`SYNTAX` says which of them each unit of worker/limits.py is, for the limit flags and output.
+
 Sizes accept SI (kB, MB, GB, TB: powers of 1000) and IEC (KiB, MiB, GiB, TiB: powers of
 1024) units, case-insensitively, as in ``256MiB`` or ``1.5GB``. A bare number is bytes.
 Single letters such as ``256M`` are refused: docker reads them as MiB and SI as MB, and a
@@ -9,9 +11,17 @@ memory limit that is off by 5 % is a bug nobody notices. Rates are sizes with an
 
 from __future__ import annotations
 
+import dataclasses
 import fractions
 import math
 import re
+import types
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Generic, TypeVar
+
+from worker.limits import Unit
+
+_Number = TypeVar("_Number", int, float)
 
 _UNITS: dict[str, int] = {
     "": 1,
@@ -167,6 +177,16 @@ def format_bytes(count: int) -> str:
     return f"{value:.1f}".removesuffix(".0") + f" {step}"
 
 
+def format_cores(cores: float) -> str:
+    """Formats a CPU share in cores: ``0.5``, ``2``."""
+    return f"{cores:g}"
+
+
+def format_rate(rate: int) -> str:
+    """Formats a byte rate in IEC units: ``9.5 MiB/s``."""
+    return format_bytes(rate) + "/s"
+
+
 def format_seconds(seconds: float) -> str:
     """Formats a duration compactly: ``0.25s``, ``12.3s``, ``5m02s``, ``3h07m``.
 
@@ -185,3 +205,29 @@ def format_seconds(seconds: float) -> str:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Syntax(Generic[_Number]):
+    """How jobctl reads and writes the numbers of one unit.
+
+    Attributes:
+        parse: Parses a number as typed; raises QuantityError.
+        format: Formats a number for people.
+        metavar: What usage shows in place of the number, such as ``SIZE``.
+    """
+
+    parse: Callable[[str], _Number]
+    format: Callable[[_Number], str]
+    metavar: str
+
+
+SYNTAX: Final[Mapping[Unit, Syntax[Any]]] = types.MappingProxyType(
+    {
+        Unit.CORES: Syntax(parse_cpu, format_cores, "CORES"),
+        Unit.BYTES: Syntax(parse_size, format_bytes, "SIZE"),
+        Unit.BYTES_PER_SECOND: Syntax(parse_rate, format_rate, "RATE"),
+        Unit.COUNT: Syntax(parse_positive_int, str, "N"),
+    }
+)
+"""Each limit unit's syntax, for jobctl's limit flags and its display of limits."""

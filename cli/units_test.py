@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cli import units
+from worker.limits import Unit
 
 
 @pytest.mark.parametrize(
@@ -110,3 +111,21 @@ def test_parse_size_never_fails_with_another_error(text: str) -> None:
     except units.QuantityError:
         return
     assert value >= 1 and not math.isnan(value)
+
+
+def test_every_limit_unit_has_a_syntax() -> None:
+    assert set(units.SYNTAX) == set(Unit)
+
+
+@pytest.mark.parametrize(
+    ("unit", "text", "shown"),
+    [
+        (Unit.CORES, "0.5", "0.5"),
+        (Unit.BYTES, "256MiB", "256 MiB"),
+        (Unit.BYTES_PER_SECOND, "10MB/s", "9.5 MiB/s"),
+        (Unit.COUNT, "64", "64"),
+    ],
+)
+def test_syntax_parses_and_formats_each_unit(unit: Unit, text: str, shown: str) -> None:
+    syntax = units.SYNTAX[unit]
+    assert syntax.format(syntax.parse(text)) == shown

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from api import pki
+from api import certificates, pki
 from api.role import Role
 from tests.testing_e2e import (
     E2E_MARKS,
@@ -108,8 +108,8 @@ def test_silent_peer_times_out_at_the_connect_timeout(daemon: Daemon) -> None:
 
 
 def test_certificate_from_another_ca_is_rejected(daemon: Daemon, tmp_path: Path) -> None:
-    other_ca = pki.new_ca("impostor CA")
-    pki.write_credential(pki.issue_client(other_ca, "alice", Role.USER), tmp_path, "alice")
+    other_ca = certificates.new_ca("impostor CA")
+    pki.write_credential(certificates.issue_client(other_ca, "alice", Role.USER), tmp_path, "alice")
     result = ctl(
         daemon, "list", f"--cert={tmp_path / 'alice.crt'}", f"--key={tmp_path / 'alice.key'}"
     )
@@ -118,7 +118,7 @@ def test_certificate_from_another_ca_is_rejected(daemon: Daemon, tmp_path: Path)
 
 
 def test_untrusted_daemon_certificate_is_refused(daemon: Daemon, tmp_path: Path) -> None:
-    pki.write_credential(pki.new_ca("impostor CA"), tmp_path, "ca")
+    pki.write_credential(certificates.new_ca("impostor CA"), tmp_path, "ca")
     result = ctl(daemon, "list", f"--ca={tmp_path / 'ca.crt'}")
     assert result.returncode == 1
     assert one_error_line(result) == (

@@ -22,8 +22,9 @@ if TYPE_CHECKING:
         StartFailed,
         WorkerError,
     )
+    from worker.limits import Limits
     from worker.manager import JobManager
-    from worker.spec import DEFAULT_PATH, JobSpec, Limits
+    from worker.spec import DEFAULT_PATH, JobSpec
     from worker.status import JobState, JobStatus, Usage
 
 _MODULE_OF: Final = types.MappingProxyType(
@@ -39,7 +40,7 @@ _MODULE_OF: Final = types.MappingProxyType(
         "ManagerConfig": "worker.config",
         "DEFAULT_PATH": "worker.spec",
         "JobSpec": "worker.spec",
-        "Limits": "worker.spec",
+        "Limits": "worker.limits",
         "JobState": "worker.status",
         "JobStatus": "worker.status",
         "Usage": "worker.status",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from worker.spec import Limits
+from worker.limits import Limits
 
 JOBINIT = Path(__file__).parent / "init" / "jobinit"
 """jobinit as //worker/init:jobinit builds it, beside this package in the runfiles."""

@@ -19,10 +19,11 @@ import datetime
 from worker.cgroup.base import JobCgroup
 from worker.cgroup.teardown import kill_until_empty
 from worker.errors import JobNotRunning, SpawnerLost
+from worker.limits import Limits
 from worker.output_log import OutputLog
 from worker.spawn_protocol import ExitStatus
 from worker.spawner import Spawner
-from worker.spec import JobSpec, Limits
+from worker.spec import JobSpec
 from worker.status import JobState, JobStatus, StopReason, Usage
 from worker.stopper import Stopper, describe
 from worker.tasks import TaskSet

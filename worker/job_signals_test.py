@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from worker.errors import JobNotFound, JobNotRunning
+from worker.limits import Limits
 from worker.manager import JobManager
-from worker.spec import Limits
 from worker.status import JobState, StopReason
 from worker.testing_manager import PYTHON, config, job, read_all
 

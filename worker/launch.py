@@ -10,11 +10,12 @@ from worker.config import ManagerConfig
 from worker.errors import SpawnerLost, StartFailed
 from worker.inotify import LogWatcher
 from worker.job import Job
+from worker.limits import Limits
 from worker.output_log import OutputLog
 from worker.spare import Placement, undo_cgroup
 from worker.spawn_protocol import SpawnRequest
 from worker.spawner import Spawner
-from worker.spec import JobSpec, Limits
+from worker.spec import JobSpec
 from worker.tasks import TaskSet
 
 

@@ -24,9 +24,10 @@ from worker.inotify import LogWatcher
 from worker.job import Job
 from worker.job_table import JobTable
 from worker.launch import Launcher
+from worker.limits import Limits
 from worker.spare import SpareKeeper
 from worker.spawner_slot import SpawnerSlot
-from worker.spec import JobSpec, Limits
+from worker.spec import JobSpec
 from worker.status import JobStatus, StopReason
 from worker.tasks import TaskSet
 from worker.usage import read_usage

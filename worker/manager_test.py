@@ -15,8 +15,8 @@ import pytest
 from worker.cgroup import CgroupMode, detect_mode
 from worker.errors import InvalidSpec, JobNotFound, ManagerClosed, StartFailed
 from worker.ids import is_job_id
+from worker.limits import Limits
 from worker.manager import JobManager
-from worker.spec import Limits
 from worker.status import JobState
 from worker.testing_manager import PYTHON, config, job, log_files, read_all
 

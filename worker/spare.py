@@ -19,8 +19,8 @@ from worker.cgroup.base import CgroupDriver, JobCgroup
 from worker.cgroup.teardown import discard
 from worker.errors import CgroupError
 from worker.ids import new_job_id
+from worker.limits import Limits
 from worker.spawner import Spawner
-from worker.spec import Limits
 
 # After a start, the next spare is made this much later: a timer runs after the callbacks that
 # are ready now, so the reply to that start goes out first. Measured on 2 vCPUs: with no

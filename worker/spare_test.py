@@ -11,8 +11,8 @@ import pytest
 from tools.testing import leakcheck
 from worker.cgroup.base import JOB_DIR_PREFIX
 from worker.errors import CgroupError
+from worker.limits import Limits
 from worker.manager import JobManager
-from worker.spec import Limits
 from worker.testing_manager import PYTHON, config, job, read_all
 from worker.testing_spawner import children_of, until
 

@@ -1,4 +1,4 @@
-"""Job specifications and resource limits, validated on construction."""
+"""Job specifications, validated on construction."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import types
 from collections.abc import Mapping
 
 from worker.errors import InvalidSpec
+from worker.limits import Limits
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 # Linux refuses execve() with more than ARG_MAX (usually 2 MiB) of argv plus environment;
@@ -35,65 +36,6 @@ def _size(text: str) -> int:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Limits:
-    """Per-job resource limits; None means "use the daemon default" (or unlimited).
-
-    Attributes:
-        cpu: CPU bandwidth as a fraction of one core; 0.5 is half a core, 2.0 two cores.
-        memory_bytes: Hard memory limit in bytes, swap excluded.
-        io_read_bps: Read bandwidth limit in bytes per second on throttled block devices.
-        io_write_bps: Write bandwidth limit in bytes per second on throttled block devices.
-        pids: Maximum number of processes and threads.
-    """
-
-    cpu: float | None = None
-    memory_bytes: int | None = None
-    io_read_bps: int | None = None
-    io_write_bps: int | None = None
-    pids: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.cpu is not None:
-            if isinstance(self.cpu, bool) or not isinstance(self.cpu, int | float):
-                raise InvalidSpec("limits.cpu", "must be a number")
-            if not 0.01 <= self.cpu <= 1024:
-                raise InvalidSpec(
-                    "limits.cpu", f"must be between 0.01 and 1024 cores, got {self.cpu}"
-                )
-        for name, low in (
-            ("memory_bytes", 1 << 20),
-            ("io_read_bps", 1),
-            ("io_write_bps", 1),
-            ("pids", 1),
-        ):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise InvalidSpec(f"limits.{name}", "must be an integer")
-            if not low <= value <= 1 << 62:
-                raise InvalidSpec(f"limits.{name}", f"must be between {low} and 2**62, got {value}")
-
-    def merged_over(self, defaults: Limits) -> Limits:
-        """Returns these limits with unset fields taken from ``defaults``."""
-        return Limits(
-            **{
-                f.name: getattr(defaults, f.name)
-                if getattr(self, f.name) is None
-                else getattr(self, f.name)
-                for f in dataclasses.fields(self)
-            }
-        )
-
-    def check_within(self, maximum: Limits) -> None:
-        """Raises InvalidSpec when a set field exceeds the same field of ``maximum``."""
-        for f in dataclasses.fields(self):
-            value, cap = getattr(self, f.name), getattr(maximum, f.name)
-            if value is not None and cap is not None and value > cap:
-                raise InvalidSpec(f"limits.{f.name}", f"{value} exceeds the daemon maximum {cap}")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class JobSpec:
     """What to run, where, for whom and within which limits.
 
@@ -112,7 +54,7 @@ class JobSpec:
         default_factory=lambda: types.MappingProxyType({"PATH": DEFAULT_PATH})
     )
     cwd: str = "/"
-    limits: Limits = Limits()
+    limits: Limits = dataclasses.field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         argv: tuple[object, ...] = tuple(self.argv) if isinstance(self.argv, tuple | list) else ()

@@ -1,11 +1,12 @@
-"""JobSpec and Limits: what is accepted, and the field and reason of what is not."""
+"""JobSpec: what is accepted, and the field and reason of what is not."""
 
 from __future__ import annotations
 
 import pytest
 
 from worker.errors import InvalidSpec
-from worker.spec import DEFAULT_PATH, MAX_ARGS_BYTES, MAX_CWD_BYTES, JobSpec, Limits
+from worker.limits import Limits
+from worker.spec import DEFAULT_PATH, MAX_ARGS_BYTES, MAX_CWD_BYTES, JobSpec
 
 
 def test_defaults_and_normalised_fields() -> None:
@@ -56,32 +57,3 @@ def test_undecodable_file_names_are_accepted_and_sized_as_bytes() -> None:
     name = b"caf\xe9".decode(errors="surrogateescape")  # What os.fsdecode() returns.
     spec = JobSpec(argv=("/bin/cat", name), owner="alice", cwd="/" + name)
     assert spec.argv[1] == name
-
-
-@pytest.mark.parametrize(
-    ("fields", "field"),
-    [
-        ({"cpu": 0.001}, "limits.cpu"),
-        ({"cpu": True}, "limits.cpu"),
-        ({"cpu": "1"}, "limits.cpu"),
-        ({"memory_bytes": 1024}, "limits.memory_bytes"),
-        ({"memory_bytes": 1.5}, "limits.memory_bytes"),
-        ({"io_read_bps": 0}, "limits.io_read_bps"),
-        ({"io_write_bps": 2**63}, "limits.io_write_bps"),
-        ({"pids": 0}, "limits.pids"),
-        ({"pids": False}, "limits.pids"),
-    ],
-)
-def test_invalid_limit_names_the_field(fields: dict[str, object], field: str) -> None:
-    with pytest.raises(InvalidSpec) as error:
-        Limits(**fields)  # type: ignore[arg-type]
-    assert error.value.field == field
-
-
-def test_merge_takes_unset_fields_from_the_defaults_and_checks_the_maximum() -> None:
-    merged = Limits(cpu=0.5).merged_over(Limits(cpu=1.0, pids=100))
-    assert merged == Limits(cpu=0.5, pids=100)
-    merged.check_within(Limits(cpu=0.5, memory_bytes=1 << 30))
-    with pytest.raises(InvalidSpec, match="exceeds the daemon maximum 50") as error:
-        merged.check_within(Limits(pids=50))
-    assert error.value.field == "limits.pids"

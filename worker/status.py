@@ -6,7 +6,7 @@ import dataclasses
 import datetime
 import enum
 
-from worker.spec import Limits
+from worker.limits import Limits
 
 
 class JobState(enum.Enum):

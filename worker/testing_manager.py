@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 
 from worker.config import ManagerConfig
+from worker.limits import Limits
 from worker.manager import JobManager
-from worker.spec import JobSpec, Limits
+from worker.spec import JobSpec
 
 # Jobs run as uid 65534, which cannot use the pyenv interpreter under /root (mode 0700).
 PYTHON = "/usr/bin/python3"

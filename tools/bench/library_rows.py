@@ -12,8 +12,9 @@ from tools.bench.stats import Latency
 from tools.testing import leakcheck
 from worker import spare
 from worker.config import ManagerConfig
+from worker.limits import Limits
 from worker.manager import JobManager
-from worker.spec import JobSpec, Limits
+from worker.spec import JobSpec
 
 # The same limits as the runc row, so the two start the same amount of kernel work.
 BENCH_LIMITS = Limits(cpu=0.5, memory_bytes=64 << 20, pids=64)

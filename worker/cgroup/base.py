@@ -7,7 +7,7 @@ import re
 from typing import Protocol
 
 from worker.errors import CgroupError
-from worker.spec import Limits
+from worker.limits import Limits
 from worker.status import Usage
 
 # Every job cgroup directory is named JOB_DIR_PREFIX + job_id, under a parent directory

@@ -16,7 +16,7 @@ import pytest
 from worker.cgroup import cpu, files, freezer, memory, v1, v2
 from worker.cgroup.blockdev import BlockDevice
 from worker.errors import CgroupError
-from worker.spec import Limits
+from worker.limits import Limits
 from worker.status import Usage
 
 MiB = 1 << 20

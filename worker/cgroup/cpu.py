@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from worker.cgroup import files
-from worker.spec import Limits
+from worker.limits import Limits
 
 # The kernel's default period (sched-bwc.rst), used on both versions.
 PERIOD_US = 100_000

@@ -29,7 +29,7 @@ DAEMON = """
 import asyncio, json, sys
 from pathlib import Path
 from worker.cgroup import detect
-from worker.spec import Limits
+from worker.limits import Limits
 for procs in sys.argv[2:]:
     Path(procs).write_text("0")
 driver = detect.open_driver(io_paths=())

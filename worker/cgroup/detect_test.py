@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from worker.cgroup import blockdev, detect, v1, v2
 from worker.cgroup.base import CgroupMode, job_dir_name
 from worker.errors import CgroupError
-from worker.spec import Limits
+from worker.limits import Limits
 
 V1_LINES = {
     "cpu": "/",

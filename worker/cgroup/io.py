@@ -14,7 +14,7 @@ from pathlib import Path
 from worker.cgroup import files
 from worker.cgroup.blockdev import BlockDevice
 from worker.errors import CgroupError
-from worker.spec import Limits
+from worker.limits import Limits
 
 # The v2 io.max key of each direction's bandwidth limit.
 _V2_KEYS = {"read": "rbps", "write": "wbps"}

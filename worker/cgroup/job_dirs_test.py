@@ -14,7 +14,7 @@ import pytest
 from worker.cgroup import job_dirs
 from worker.cgroup.ownership import JobLock
 from worker.errors import CgroupError
-from worker.spec import Limits
+from worker.limits import Limits
 from worker.status import Usage
 
 

@@ -17,7 +17,7 @@ from worker.cgroup import detect, teardown, v1, v2
 from worker.cgroup.base import PARENT_DIR_NAME, CgroupDriver, CgroupMode, JobCgroup
 from worker.cgroup.testing_jobs import JobFactory, exists, listed_pids, start_in, wait_exit
 from worker.errors import CgroupError
-from worker.spec import Limits
+from worker.limits import Limits
 
 pytestmark = pytest.mark.kernel
 
@@ -199,7 +199,7 @@ DYING_DAEMON = """
 import subprocess, sys
 from worker.cgroup import detect
 from worker.cgroup.testing_jobs import JOIN_SCRIPT
-from worker.spec import Limits
+from worker.limits import Limits
 driver = detect.open_driver(io_paths=())
 for i in range(2):
     cg = driver.create(f"{sys.argv[1]}-{i}", Limits(pids=64))

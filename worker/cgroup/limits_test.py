@@ -23,7 +23,7 @@ from worker.cgroup import blockdev, cpu, detect, memory, teardown, v1, v2
 from worker.cgroup.base import CgroupDriver, JobCgroup
 from worker.cgroup.testing_jobs import JobFactory, listed_pids, start_in, wait_exit
 from worker.errors import CgroupError
-from worker.spec import Limits
+from worker.limits import Limits
 
 pytestmark = pytest.mark.kernel
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from worker.cgroup import files
 from worker.cgroup.swap import host_has_swap
 from worker.errors import CgroupError
-from worker.spec import Limits
+from worker.limits import Limits
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from worker.cgroup import files
-from worker.spec import Limits
+from worker.limits import Limits
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from worker.cgroup import teardown
 from worker.cgroup.base import CgroupDriver, JobCgroup
-from worker.spec import Limits
+from worker.limits import Limits
 
 # Joins every cgroup.procs named in $JOIN ("0" means the writer), then execs "$@".
 # TODO: find why, only when Bazel runs the cgroup tests, opening the cgroup.procs of a

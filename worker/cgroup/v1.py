@@ -21,7 +21,7 @@ from worker.cgroup.base import PARENT_DIR_NAME, CgroupMode, job_dir_name
 from worker.cgroup.blockdev import BlockDevice
 from worker.cgroup.ownership import JobLock
 from worker.errors import CgroupError
-from worker.spec import Limits
+from worker.limits import Limits
 from worker.status import Usage
 
 REQUIRED_CONTROLLERS = ("cpu", "cpuacct", "memory", "blkio", "pids", "freezer")
