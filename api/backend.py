@@ -36,6 +36,10 @@ class JobBackend(Protocol):
         """Returns the jobs of ``owner``, or every job for None."""
         ...
 
+    async def signal(self, job_id: str, sig: int, *, everyone: bool = False) -> None:
+        """Signals a job's program, or all its processes; raises JobNotRunning once ended."""
+        ...
+
     def output(self, job_id: str, offset: int = 0, follow: bool = True) -> AsyncIterator[bytes]:
         """Yields output chunks of at most 64 KiB; raises JobNotFound on first iteration."""
         ...

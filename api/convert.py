@@ -7,8 +7,10 @@ limits by ``Limits``; this module adds the checks of fields the worker types do 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
+import signal
 
 from google.protobuf import timestamp_pb2
 
@@ -17,7 +19,7 @@ from worker.errors import InvalidSpec
 from worker.ids import ID_LENGTH, is_job_id
 from worker.limits import LIMIT_TABLE, Limits
 from worker.spec import DEFAULT_PATH, JobSpec
-from worker.status import JobState, JobStatus, Usage
+from worker.status import JobState, JobStatus, StopReason
 
 MAX_GRACE_SECONDS = 300.0
 MAX_OUTPUT_OFFSET = 2**62
@@ -33,6 +35,17 @@ _STATES = {
     JobState.STOPPED: pb.JOB_STATE_STOPPED,
     JobState.FAILED: pb.JOB_STATE_FAILED,
 }
+_STOP_REASONS = {
+    None: pb.STOP_REASON_UNSPECIFIED,
+    StopReason.REQUESTED: pb.STOP_REASON_REQUESTED,
+    StopReason.DEADLINE: pb.STOP_REASON_DEADLINE,
+    StopReason.SHUTDOWN: pb.STOP_REASON_SHUTDOWN,
+    StopReason.WORKER_LOST: pb.STOP_REASON_WORKER_LOST,
+}
+
+SIGNALS = ("HUP", "INT", "QUIT", "USR1", "USR2", "TERM", "KILL", "CONT", "STOP", "WINCH", "ALRM")
+"""The signals SignalJob sends, by name without "SIG": those a user stops, pauses, resumes
+or pokes a program with. Faults (SEGV, BUS) and the like would only fake a crash."""
 
 
 def job_id(value: str) -> str:
@@ -62,6 +75,17 @@ def grace(request: pb.StopJobRequest) -> float | None:
     if not (math.isfinite(value) and 0 <= value <= MAX_GRACE_SECONDS):
         raise InvalidSpec("grace_seconds", f"must be between 0 and {MAX_GRACE_SECONDS:g}")
     return value
+
+
+def signal_number(request: pb.SignalJobRequest) -> int:
+    """Returns the number of the requested signal.
+
+    Raises:
+        InvalidSpec: On field ``signal`` when it is not one of SIGNALS.
+    """
+    if request.signal not in SIGNALS:
+        raise InvalidSpec("signal", f"must be one of {', '.join(SIGNALS)}, got {request.signal!r}")
+    return int(signal.Signals[f"SIG{request.signal}"])
 
 
 def offset(request: pb.StreamOutputRequest) -> int:
@@ -125,17 +149,6 @@ def limits_to_pb(limits: Limits) -> pb.Limits:
     return message
 
 
-def _usage_to_pb(usage: Usage) -> pb.Usage:
-    return pb.Usage(
-        cpu_usec=usage.cpu_usec,
-        memory_bytes=usage.memory_bytes,
-        memory_peak_bytes=usage.memory_peak_bytes,
-        io_read_bytes=usage.io_read_bytes,
-        io_write_bytes=usage.io_write_bytes,
-        oom_kills=usage.oom_kills,
-    )
-
-
 def status_to_pb(status: JobStatus) -> pb.JobStatus:
     """Converts a job status snapshot to protobuf."""
     message = pb.JobStatus(
@@ -143,11 +156,13 @@ def status_to_pb(status: JobStatus) -> pb.JobStatus:
         owner=status.owner,
         argv=list(status.argv),
         state=_STATES[status.state],
+        core_dumped=status.core_dumped,
         oom_killed=status.oom_killed,
-        stop_requested=status.stop_requested,
+        stop_reason=_STOP_REASONS[status.stop_reason],
         started_at=_timestamp(status.started_at),
         limits=limits_to_pb(status.limits),
-        usage=_usage_to_pb(status.usage),
+        # pb.Usage has a field of the same name for each field of Usage (convert_test).
+        usage=pb.Usage(**dataclasses.asdict(status.usage)),
         error=status.error or "",
     )
     if status.exit_code is not None:

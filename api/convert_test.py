@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
+import signal
 
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
@@ -14,7 +16,7 @@ from api import convert
 from jobworker.v1 import jobworker_pb2 as pb
 from worker.errors import InvalidSpec
 from worker.limits import LIMIT_TABLE, Limits
-from worker.status import JobState, JobStatus, Usage
+from worker.status import JobState, JobStatus, StopReason, Usage
 
 LIMIT_FIELDS = ("cpu", "memory_bytes", "io_read_bps", "io_write_bps", "pids")
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -153,20 +155,40 @@ def test_status_round_trip_of_every_field() -> None:
         argv=("/bin/sh", "-c", "exit 3"),
         state=JobState.STOPPED,
         exit_code=None,
-        signal=9,
+        signal=6,
+        core_dumped=True,
         oom_killed=True,
-        stop_requested=True,
+        stop_reason=StopReason.DEADLINE,
         started_at=started,
         ended_at=started + datetime.timedelta(seconds=2),
         limits=Limits(cpu=0.5, pids=10),
-        usage=Usage(cpu_usec=1, memory_bytes=2, memory_peak_bytes=3, oom_kills=1),
+        usage=Usage(**{f.name: i for i, f in enumerate(dataclasses.fields(Usage), 1)}),
         error=None,
     )
     message = convert.status_to_pb(status)
     assert message.state == pb.JOB_STATE_STOPPED
-    assert not message.HasField("exit_code") and message.signal == 9
-    assert message.oom_killed and message.stop_requested and message.usage.oom_kills == 1
+    assert not message.HasField("exit_code") and (message.signal, message.core_dumped) == (6, True)
+    assert message.oom_killed and message.stop_reason == pb.STOP_REASON_DEADLINE
+    # Every counter arrives under its own name: each was given a different value.
+    assert {f.name: getattr(message.usage, f.name) for f in dataclasses.fields(Usage)} == (
+        dataclasses.asdict(status.usage)
+    )
+    assert [f.name for f in pb.Usage.DESCRIPTOR.fields] == [
+        f.name for f in dataclasses.fields(Usage)
+    ]
     assert message.started_at.ToDatetime(datetime.UTC) == started
     assert message.ended_at.seconds - message.started_at.seconds == 2
     assert message.limits.cpu == 0.5 and not message.limits.HasField("memory_bytes")
     assert list(message.argv) == ["/bin/sh", "-c", "exit 3"] and message.error == ""
+
+
+@pytest.mark.parametrize("name", convert.SIGNALS)
+def test_every_listed_signal_converts_to_its_number(name: str) -> None:
+    number = convert.signal_number(pb.SignalJobRequest(signal=name))
+    assert signal.Signals(number).name == f"SIG{name}"
+
+
+@pytest.mark.parametrize("name", ["", "SEGV", "SIGTERM", "term", "9", "RTMAX", "TERM "])
+def test_a_signal_outside_the_list_is_invalid(name: str) -> None:
+    with pytest.raises(InvalidSpec, match=r"^signal: must be one of HUP, INT"):
+        convert.signal_number(pb.SignalJobRequest(signal=name))

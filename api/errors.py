@@ -8,6 +8,8 @@ Decisions:
 - StartFailed -> FAILED_PRECONDITION: the request was well-formed, but the host's state
   (a missing program, a cwd the job user cannot enter) prevents it; retrying the same
   request will not help. The message says which step failed and why.
+- JobNotRunning -> FAILED_PRECONDITION: a signal for a job that has ended; the job exists,
+  but its state refuses the request.
 - CgroupError -> FAILED_PRECONDITION, not RESOURCE_EXHAUSTED: it means a controller is
   missing or the kernel refused a limit, a host configuration problem that does not go
   away by waiting, and RESOURCE_EXHAUSTED would invite clients to retry.
@@ -27,6 +29,7 @@ from worker.errors import (
     CgroupError,
     InvalidSpec,
     JobNotFound,
+    JobNotRunning,
     ManagerClosed,
     SpawnerLost,
     StartFailed,
@@ -62,6 +65,8 @@ def status_for(error: BaseException) -> Status:
             return Status(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         case JobNotFound():
             return Status(grpc.StatusCode.NOT_FOUND, NOT_FOUND_MESSAGE)
+        case JobNotRunning():
+            return Status(grpc.StatusCode.FAILED_PRECONDITION, "the job has ended")
         case StartFailed():
             return Status(grpc.StatusCode.FAILED_PRECONDITION, f"cannot start the job: {error}")
         case CgroupError():

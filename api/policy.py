@@ -33,6 +33,7 @@ STOP_JOB = _SERVICE + "StopJob"
 GET_JOB = _SERVICE + "GetJob"
 LIST_JOBS = _SERVICE + "ListJobs"
 STREAM_OUTPUT = _SERVICE + "StreamOutput"
+SIGNAL_JOB = _SERVICE + "SignalJob"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
 REFLECTION_V1 = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
@@ -51,6 +52,7 @@ POLICY: Mapping[str, Mapping[Role, Reach]] = types.MappingProxyType(
         GET_JOB: _USERS_OWN_ADMINS_ALL,
         LIST_JOBS: _USERS_OWN_ADMINS_ALL,
         STREAM_OUTPUT: _USERS_OWN_ADMINS_ALL,
+        SIGNAL_JOB: _USERS_OWN_ADMINS_ALL,
         HEALTH_CHECK: _EVERY_ROLE_NO_JOBS,
         HEALTH_WATCH: _EVERY_ROLE_NO_JOBS,
         REFLECTION_V1: _EVERY_ROLE_NO_JOBS,

@@ -25,6 +25,7 @@ JOB_RPCS = [
     policy.GET_JOB,
     policy.LIST_JOBS,
     policy.STREAM_OUTPUT,
+    policy.SIGNAL_JOB,
 ]
 SERVICE_RPCS = [
     policy.HEALTH_CHECK,
@@ -72,7 +73,9 @@ def test_every_rpc_of_the_service_is_in_the_table() -> None:
         (NO_ROLE, "mallory", False),
     ],
 )
-@pytest.mark.parametrize("method", [policy.STOP_JOB, policy.GET_JOB, policy.STREAM_OUTPUT])
+@pytest.mark.parametrize(
+    "method", [policy.STOP_JOB, policy.GET_JOB, policy.STREAM_OUTPUT, policy.SIGNAL_JOB]
+)
 def test_ownership_rule(method: str, caller: Identity, owner: str, expected: bool) -> None:
     assert policy.may_act_on(method, caller, owner) is expected
 

@@ -77,6 +77,15 @@ class JobWorkerService(jobworker_pb2_grpc.JobWorkerServicer):  # type: ignore[mi
         status = await self._backend.status(job_id)
         return pb.GetJobResponse(job=convert.status_to_pb(status))
 
+    async def SignalJob(  # noqa: N802
+        self, request: pb.SignalJobRequest, context: Context
+    ) -> pb.SignalJobResponse:
+        """Signals a job the caller may act on; once the signal has been sent, answers."""
+        sig = convert.signal_number(request)
+        job_id = self._authorize(policy.SIGNAL_JOB, request.job_id)
+        await self._backend.signal(job_id, sig, everyone=request.all)
+        return pb.SignalJobResponse()
+
     async def ListJobs(  # noqa: N802
         self, request: pb.ListJobsRequest, context: Context
     ) -> pb.ListJobsResponse:

@@ -8,6 +8,7 @@ from api import tls_policy
 tls_policy.forbid_tls12()
 
 import asyncio  # noqa: E402
+import signal  # noqa: E402
 from collections.abc import AsyncIterator, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -87,7 +88,7 @@ async def test_happy_path_of_every_rpc(pki_dir: Path) -> None:
             pb.StopJobRequest(job_id=other, grace_seconds=1), timeout=RPC_TIMEOUT
         )
         assert stopped.job.state == pb.JOB_STATE_STOPPED and stopped.job.signal == 15
-        assert stopped.job.stop_requested
+        assert stopped.job.stop_reason == pb.STOP_REASON_REQUESTED
 
 
 async def test_default_env_and_cwd(pki_dir: Path) -> None:
@@ -258,3 +259,46 @@ async def test_the_servicer_refuses_a_call_the_guard_did_not_authenticate() -> N
     service = JobWorkerService(FakeJobManager())
     with pytest.raises(PermissionError, match="unauthenticated"):
         await service.ListJobs(pb.ListJobsRequest(), context=None)
+
+
+async def test_signal_job_reaches_the_backend_for_the_owner_and_an_admin(pki_dir: Path) -> None:
+    backend = FakeJobManager()
+    async with running_daemon(backend, pki_dir) as daemon:
+        async with daemon.stub("alice") as alice:
+            job_id = await _start(alice, "/bin/sleep", "1000")
+            await alice.SignalJob(
+                pb.SignalJobRequest(job_id=job_id, signal="STOP"), timeout=RPC_TIMEOUT
+            )
+        async with daemon.stub("admin") as admin:
+            request = pb.SignalJobRequest(job_id=job_id, signal="CONT", all=True)
+            await admin.SignalJob(request, timeout=RPC_TIMEOUT)
+    assert backend.signals == [(job_id, signal.SIGSTOP, False), (job_id, signal.SIGCONT, True)]
+
+
+@pytest.mark.parametrize(
+    ("who", "target", "name", "code"),
+    [
+        ("bob", "alice's", "TERM", grpc.StatusCode.NOT_FOUND),
+        ("alice", "missing", "TERM", grpc.StatusCode.NOT_FOUND),
+        ("alice", "ended", "TERM", grpc.StatusCode.FAILED_PRECONDITION),
+        ("alice", "alice's", "SEGV", grpc.StatusCode.INVALID_ARGUMENT),
+        ("alice", "alice's", "", grpc.StatusCode.INVALID_ARGUMENT),
+        ("alice", "malformed", "TERM", grpc.StatusCode.INVALID_ARGUMENT),
+    ],
+)
+async def test_signal_job_refusals(
+    pki_dir: Path, who: str, target: str, name: str, code: grpc.StatusCode
+) -> None:
+    backend = FakeJobManager()
+    async with running_daemon(backend, pki_dir) as daemon:
+        async with daemon.stub("alice") as alice:
+            running = await _start(alice, "/bin/sleep", "1000")
+            ended = await _start(alice, "/bin/true")
+        await backend.finish(ended)
+        job_id = {"alice's": running, "ended": ended, "missing": MISSING_ID}.get(target, "x")
+        async with daemon.stub(who) as stub:
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                request = pb.SignalJobRequest(job_id=job_id, signal=name)
+                await stub.SignalJob(request, timeout=RPC_TIMEOUT)
+    assert raised.value.code() == code
+    assert backend.signals == []

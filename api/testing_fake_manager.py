@@ -13,12 +13,12 @@ import datetime
 import signal
 from collections.abc import AsyncIterator
 
-from worker.errors import JobNotFound, ManagerClosed
+from worker.errors import JobNotFound, JobNotRunning, ManagerClosed
 from worker.ids import new_job_id
 from worker.limits import Limits
 from worker.output_log import CHUNK_SIZE
 from worker.spec import JobSpec
-from worker.status import JobState, JobStatus, Usage
+from worker.status import JobState, JobStatus, StopReason, Usage
 
 
 class _FakeJob:
@@ -42,6 +42,7 @@ class FakeJobManager:
         self._closed = False
         self.open_readers = 0
         self.started: list[JobSpec] = []
+        self.signals: list[tuple[str, int, bool]] = []
 
     def _job(self, job_id: str) -> _FakeJob:
         job = self._jobs.get(job_id)
@@ -62,7 +63,8 @@ class FakeJobManager:
             exit_code=None,
             signal=None,
             oom_killed=False,
-            stop_requested=False,
+            core_dumped=False,
+            stop_reason=None,
             started_at=datetime.datetime.now(datetime.UTC),
             ended_at=None,
             limits=spec.limits.merged_over(self._default_limits),
@@ -92,10 +94,17 @@ class FakeJobManager:
                 state=JobState.STOPPED if stopped else JobState.EXITED,
                 exit_code=exit_code,
                 signal=None if exit_code is not None else signal.SIGTERM,
-                stop_requested=stopped,
+                stop_reason=StopReason.REQUESTED if stopped else None,
                 ended_at=datetime.datetime.now(datetime.UTC),
             )
             job.changed.notify_all()
+
+    async def signal(self, job_id: str, sig: int, *, everyone: bool = False) -> None:
+        """Records the signal; a job that has ended refuses it."""
+        job = self._job(job_id)
+        if job.status.state is not JobState.RUNNING:
+            raise JobNotRunning(job_id)
+        self.signals.append((job_id, sig, everyone))
 
     async def stop(self, job_id: str, grace: float | None = None) -> JobStatus:
         """Ends a running job as if SIGTERM killed it; returns the final status."""

@@ -67,6 +67,15 @@ class JobClient:
             raise self._error(err, job_id, timeout) from None
         return response.job  # type: ignore[no-any-return]
 
+    async def signal(self, job_id: str, name: str, *, everyone: bool) -> None:
+        """Sends the signal ``name`` (``TERM``) to the job's program, or to all its processes."""
+        request = jobworker_pb2.SignalJobRequest(job_id=job_id, signal=name, all=everyone)
+        timeout = self._settings.rpc_timeout
+        try:
+            await self._stub.SignalJob(request, timeout=timeout)
+        except grpc.RpcError as err:
+            raise self._error(err, job_id, timeout) from None
+
     async def list(self) -> list[jobworker_pb2.JobStatus]:
         """Returns the jobs the caller may see."""
         timeout = self._settings.rpc_timeout

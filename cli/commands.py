@@ -96,6 +96,12 @@ async def status(args: argparse.Namespace, client: JobClient, streams: Streams) 
     return ExitCode.OK
 
 
+async def kill(args: argparse.Namespace, client: JobClient, streams: Streams) -> int:
+    """``jobctl kill``: signals the job and, like the shell's kill, prints nothing on success."""
+    await client.signal(args.job_id, args.signal, everyone=args.all)
+    return ExitCode.OK
+
+
 async def list_jobs(args: argparse.Namespace, client: JobClient, streams: Streams) -> int:
     """``jobctl list``: prints the caller's jobs as a table or JSON array."""
     jobs = await client.list()

@@ -31,6 +31,7 @@ from cli.connection import Settings  # noqa: E402
 from cli.errors import CliError  # noqa: E402
 from worker.limits import Limits  # noqa: E402
 from worker.spec import JobSpec  # noqa: E402
+from worker.status import StopReason  # noqa: E402
 
 # Bounds a wait for the command under test to reach a state; never a pass/fail timing.
 _WAIT = 30.0
@@ -142,7 +143,7 @@ async def test_run_ctrl_c_stops_the_job(pki_dir: Path) -> None:
         code, _, err = await runner
         (job,) = await manager.list()
     assert code == 128 + signal.SIGTERM
-    assert job.stop_requested
+    assert job.stop_reason is StopReason.REQUESTED
     assert "stopping job" in err
     # run restored the default handler, so a later Ctrl-C is the runner's again.
     assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN

@@ -20,6 +20,7 @@ _COMMANDS: dict[str, _Command] = {
     "stop": commands.stop,
     "status": commands.status,
     "list": commands.list_jobs,
+    "kill": commands.kill,
     "logs": streaming.logs,
     "run": streaming.run,
 }

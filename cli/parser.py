@@ -8,6 +8,7 @@ subcommand. Everything after ``--`` is the job's command line, passed on untouch
 from __future__ import annotations
 
 import argparse
+import signal
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -40,6 +41,7 @@ examples:
   jobctl status $id
   jobctl logs -f $id
   jobctl stop --grace 2 $id
+  jobctl kill -s STOP $id; jobctl kill -s CONT $id
   jobctl list -o json
   jobctl run --io-write 10MB/s -- /bin/dd if=/dev/zero of=/tmp/x bs=1M count=50
 """
@@ -57,6 +59,24 @@ def _typed(parse: Callable[[str], _T]) -> Callable[[str], _T]:
     # What argparse calls the type in a message of its own: "size" for parse_size.
     convert.__name__ = parse.__name__.removeprefix("parse_")
     return convert
+
+
+def _signal_name(text: str) -> str:
+    """Returns the name the API takes, without "SIG": ``TERM`` for term, SIGTERM or 15.
+
+    Which names are allowed is the daemon's to say (INVALID_ARGUMENT names them).
+
+    Raises:
+        units.QuantityError: A number that names no signal.
+    """
+    if text.isdigit():
+        try:
+            return signal.Signals(int(text)).name.removeprefix("SIG")
+        except ValueError:
+            raise units.QuantityError(
+                f"invalid signal {text!r}: no signal has that number"
+            ) from None
+    return text.upper().removeprefix("SIG")
 
 
 def _env_pair(text: str) -> tuple[str, str]:
@@ -150,6 +170,24 @@ def build_parser(prog: str = "jobctl") -> argparse.ArgumentParser:
     )
     logs.add_argument("-f", "--follow", action="store_true", help="follow until the job ends")
     _add_job_id(logs)
+
+    kill = add(
+        "kill",
+        "Send a signal to a job's program, or with --all to every process of the job.",
+        "\n\nthe daemon allows HUP, INT, QUIT, USR1, USR2, TERM, KILL, CONT, STOP, WINCH and ALRM",
+    )
+    kill.add_argument(
+        "-s",
+        "--signal",
+        type=_typed(_signal_name),
+        default="TERM",
+        metavar="SIGNAL",
+        help="a name (TERM, SIGTERM, term) or a number (15); default TERM",
+    )
+    kill.add_argument(
+        "--all", action="store_true", help="signal every process of the job, not only its program"
+    )
+    _add_job_id(kill)
 
     listing = add("list", "List your jobs (all jobs for an admin).")
     _add_output(listing)

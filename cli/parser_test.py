@@ -153,3 +153,29 @@ def test_an_id_after_a_double_dash_is_read_as_the_id() -> None:
 def test_a_dash_id_is_not_taken_from_the_command_of_run() -> None:
     args = parse("run", "--", "/bin/echo", "-TnEWeMBR56iGgfCHOdkeQ")
     assert args.argv == ["/bin/echo", "-TnEWeMBR56iGgfCHOdkeQ"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "name", "everyone"),
+    [
+        (["kill", "ID"], "TERM", False),
+        (["kill", "-s", "stop", "ID"], "STOP", False),
+        (["kill", "--signal", "SIGHUP", "--all", "ID"], "HUP", True),
+        (["kill", "-s", "9", "ID"], "KILL", False),
+        (["kill", "-s", "SEGV", "ID"], "SEGV", False),  # The daemon says which it allows.
+    ],
+)
+def test_kill_takes_a_signal_by_name_or_number(argv: list[str], name: str, everyone: bool) -> None:
+    args = parse(*argv)
+    assert (args.command, args.signal, args.all, args.job_id) == ("kill", name, everyone, "ID")
+
+
+def test_kill_refuses_a_number_that_names_no_signal(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse("kill", "-s", "99", "ID")
+    assert exited.value.code == 2
+    assert "invalid signal '99': no signal has that number" in capsys.readouterr().err
+
+
+def test_timeout_takes_a_duration() -> None:
+    assert parse("run", "--timeout", "1h30m", "--", "x").timeout_seconds == 5400.0

@@ -40,11 +40,11 @@ def _human_time(stamp: timestamp_pb2.Timestamp) -> str:
 
 
 def exit_text(job: jobworker_pb2.JobStatus) -> str:
-    """Returns ``0``, ``3``, ``SIGKILL``, or ``-`` while the job runs."""
+    """Returns ``0``, ``3``, ``SIGKILL``, ``SIGABRT (core dumped)``, or ``-`` while it runs."""
     if job.HasField("exit_code"):
         return str(job.exit_code)
     if job.HasField("signal"):
-        return outcome.signal_name(job.signal)
+        return outcome.signal_text(job)
     return "-"
 
 
@@ -82,6 +82,11 @@ def _memory_text(job: jobworker_pb2.JobStatus) -> str:
     return f"{units.format_bytes(job.usage.memory_bytes)} now, {peak}"
 
 
+def _reason_text(reason: int) -> str:
+    name = outcome.stop_reason_name(reason)
+    return f" ({name.replace('_', ' ')})" if name else ""
+
+
 def status_text(job: jobworker_pb2.JobStatus) -> str:
     """Returns the multi-line status block of ``jobctl status`` and ``jobctl stop``."""
     usage = job.usage
@@ -89,7 +94,7 @@ def status_text(job: jobworker_pb2.JobStatus) -> str:
         ("id", job.job_id),
         ("owner", job.owner),
         ("command", command_text(job.argv)),
-        ("state", state_name(job.state) + (" (stop requested)" if job.stop_requested else "")),
+        ("state", state_name(job.state) + _reason_text(job.stop_reason)),
         ("exit", exit_text(job)),
         ("oom killed", "yes" if job.oom_killed else "no"),
         ("started", _human_time(job.started_at)),
@@ -104,6 +109,8 @@ def status_text(job: jobworker_pb2.JobStatus) -> str:
             f"{units.format_bytes(usage.io_write_bytes)} written",
         ),
     ]
+    if (events := outcome.limit_events(usage)) is not None:
+        rows.append(("limits hit", events))
     if job.error:
         rows.append(("error", job.error))
     width = max(len(name) for name, _ in rows) + 1
@@ -153,19 +160,13 @@ def status_dict(job: jobworker_pb2.JobStatus) -> dict[str, Any]:
         "state": state_name(job.state),
         "exit_code": _optional(job, "exit_code"),
         "signal": _optional(job, "signal"),
+        "core_dumped": job.core_dumped,
         "oom_killed": job.oom_killed,
-        "stop_requested": job.stop_requested,
+        "stop_reason": outcome.stop_reason_name(job.stop_reason),
         "started_at": _rfc3339(job.started_at),
         "ended_at": _rfc3339(job.ended_at),
         "limits": {name: _optional(limits, name) for name in LIMIT_TABLE},
-        "usage": {
-            "cpu_usec": usage.cpu_usec,
-            "memory_bytes": usage.memory_bytes,
-            "memory_peak_bytes": usage.memory_peak_bytes,
-            "io_read_bytes": usage.io_read_bytes,
-            "io_write_bytes": usage.io_write_bytes,
-            "oom_kills": usage.oom_kills,
-        },
+        "usage": {field.name: getattr(usage, field.name) for field in usage.DESCRIPTOR.fields},
         "error": job.error or None,
     }
 

@@ -29,7 +29,7 @@ KILLED = pb.JobStatus(
     argv=["/bin/sleep", "600"],
     state=pb.JOB_STATE_STOPPED,
     signal=9,
-    stop_requested=True,
+    stop_reason=pb.STOP_REASON_REQUESTED,
     started_at=stamp(T0 - 60),
     ended_at=stamp(T0),
 )
@@ -68,8 +68,24 @@ def test_status_text_shows_the_limits_set() -> None:
 
 def test_status_text_of_a_stopped_job_names_the_signal() -> None:
     text = render.status_text(KILLED)
-    assert "state:      stopped (stop requested)\n" in text
+    assert "state:      stopped (requested)\n" in text
     assert "exit:       SIGKILL\n" in text
+
+
+def test_status_text_of_an_aborted_job_at_its_deadline_and_its_limits() -> None:
+    aborted = pb.JobStatus(
+        job_id="j",
+        state=pb.JOB_STATE_STOPPED,
+        signal=6,
+        core_dumped=True,
+        stop_reason=pb.STOP_REASON_DEADLINE,
+        usage=pb.Usage(pids_refused=12, cpu_periods=100, cpu_throttled_periods=61),
+    )
+    text = render.status_text(aborted)
+    assert "state:      stopped (deadline)\n" in text
+    assert "exit:       SIGABRT (core dumped)\n" in text
+    assert "limits hit: hit the pids limit 12 times; CPU throttled in 61% of periods\n" in text
+    assert "limits hit" not in render.status_text(KILLED)
 
 
 def test_status_text_of_a_failed_job_shows_the_error() -> None:
@@ -98,8 +114,9 @@ def test_status_json_schema() -> None:
         "state": "stopped",
         "exit_code": None,
         "signal": 9,
+        "core_dumped": False,
         "oom_killed": False,
-        "stop_requested": True,
+        "stop_reason": "requested",
         "started_at": "2026-11-28T21:05:40.500000Z",
         "ended_at": "2026-11-28T21:06:40.500000Z",
         "limits": {
@@ -108,6 +125,7 @@ def test_status_json_schema() -> None:
             "io_read_bps": None,
             "io_write_bps": None,
             "pids": None,
+            "timeout_seconds": None,
         },
         "usage": {
             "cpu_usec": 0,
@@ -116,6 +134,12 @@ def test_status_json_schema() -> None:
             "io_read_bytes": 0,
             "io_write_bytes": 0,
             "oom_kills": 0,
+            "pids_refused": 0,
+            "memory_high_events": 0,
+            "memory_max_events": 0,
+            "cpu_periods": 0,
+            "cpu_throttled_periods": 0,
+            "cpu_throttled_usec": 0,
         },
         "error": None,
     }

@@ -39,6 +39,12 @@ _SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*", re.IGNORECASE)
 # The largest value the proto's int64 fields can carry.
 _INT64_MAX = 2**63 - 1
 _IEC_STEPS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+_DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_DURATION = re.compile(
+    rf"(?P<bare>{_NUMBER})|" + "".join(rf"(?:(?P<{u}>{_NUMBER}){u})?" for u in _DURATION_UNITS),
+    re.IGNORECASE,
+)
 
 
 class QuantityError(ValueError):
@@ -138,23 +144,30 @@ def parse_positive_int(text: str) -> int:
 
 
 def parse_seconds(text: str) -> float:
-    """Parses a duration in seconds, such as ``5`` or ``0.5``.
+    """Parses a duration: seconds such as ``5`` or ``0.5``, or with units as ``30s``, ``1h30m``.
+
+    The units are ``s``, ``m``, ``h`` and ``d``, largest first, each at most once.
 
     Args:
         text: The duration as typed.
 
     Returns:
-        The duration, zero or more.
+        The duration in seconds, zero or more.
 
     Raises:
-        QuantityError: The text is not a finite number of seconds of at least zero.
+        QuantityError: The text is not such a finite duration.
     """
-    try:
-        value = float(text)
-    except ValueError:
+    match = _DURATION.fullmatch(text.strip())
+    if match is None or not text.strip():
         value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise QuantityError(f"invalid duration {text!r}: use seconds, such as 5 or 0.5")
+    elif match.group("bare") is not None:
+        value = float(match.group("bare"))
+    else:
+        value = sum(float(match.group(u) or 0) * s for u, s in _DURATION_UNITS.items())
+    if not math.isfinite(value):  # Also a number too long for a float.
+        raise QuantityError(
+            f"invalid duration {text!r}: use seconds (5, 0.5) or units (30s, 10m, 1h30m, 2d)"
+        )
     return value
 
 
@@ -228,6 +241,7 @@ SYNTAX: Final[Mapping[Unit, Syntax[Any]]] = types.MappingProxyType(
         Unit.BYTES: Syntax(parse_size, format_bytes, "SIZE"),
         Unit.BYTES_PER_SECOND: Syntax(parse_rate, format_rate, "RATE"),
         Unit.COUNT: Syntax(parse_positive_int, str, "N"),
+        Unit.SECONDS: Syntax(parse_seconds, format_seconds, "DURATION"),
     }
 )
 """Each limit unit's syntax, for jobctl's limit flags and its display of limits."""

@@ -71,12 +71,24 @@ def test_parse_positive_int() -> None:
     assert units.parse_positive_int("64") == 64
 
 
-@pytest.mark.parametrize(("text", "expected"), [("0", 0.0), ("2.5", 2.5)])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0", 0.0),
+        ("2.5", 2.5),
+        ("30s", 30.0),
+        ("10m", 600.0),
+        ("1h30m", 5400.0),
+        ("1.5H", 5400.0),
+        ("2d", 172800.0),
+        (" 1m5s ", 65.0),
+    ],
+)
 def test_parse_seconds(text: str, expected: float) -> None:
     assert units.parse_seconds(text) == expected
 
 
-@pytest.mark.parametrize("text", ["-1", "inf", "soon"])
+@pytest.mark.parametrize("text", ["-1", "inf", "soon", "", "s", "1s1m", "1x", "9" * 400])
 def test_parse_seconds_rejects(text: str) -> None:
     with pytest.raises(units.QuantityError, match="invalid duration"):
         units.parse_seconds(text)

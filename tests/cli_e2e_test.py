@@ -1,10 +1,8 @@
 """jobctl against a real jobworkerd: every command, exit codes, streaming and Ctrl-C.
 
 Jobs run as uid 65534, so they use world-readable programs (/bin/sh, /usr/bin/python3).
-A job is PID 1 of its own PID namespace, which the kernel shields from signals it has no
-handler for (pid_namespaces(7)): ``sh -c 'kill -9 $$'`` does not die. The signal tests
-therefore use a fault (SIGSEGV is forced even on PID 1) and a stop from outside (SIGKILL
-after the grace period).
+A job's program runs under jobinit, PID 1 of its namespace, so signals act on it as on any
+process: it can kill itself, and a stop's SIGTERM ends a program without a handler.
 """
 
 from __future__ import annotations
@@ -80,6 +78,8 @@ def test_start_applies_limits(daemon: Daemon) -> None:
         "10MB/s",
         "--io-write",
         "1MiB/s",
+        "--timeout",
+        "1h",
         "--",
         "/bin/true",
     )
@@ -91,6 +91,7 @@ def test_start_applies_limits(daemon: Daemon) -> None:
         "io_read_bps": 10_000_000,
         "io_write_bps": 1024**2,
         "pids": 32,
+        "timeout_seconds": 3600.0,
     }
 
 
@@ -115,28 +116,29 @@ def test_logs_follow_streams_a_running_job_until_it_ends(daemon: Daemon) -> None
     try:
         assert read_until(follower.stdout, b"one\n") == b"one\n"
         assert follower.poll() is None  # Still following the running job.
-        # sleep is PID 1 and has no SIGTERM handler, so the stop ends with SIGKILL.
-        stopped = ctl(daemon, "stop", "--grace", "0.2", "-o", "json", job_id)
+        # sleep has no SIGTERM handler: jobinit forwards the stop's SIGTERM, which ends it.
+        stopped = ctl(daemon, "stop", "--grace", "300", "-o", "json", job_id)
         assert stopped.returncode == 0, stopped.stderr
         _, err = follower.communicate(timeout=COMMAND_TIMEOUT)
     finally:
         follower.kill()
         follower.wait()
     assert err == b""
-    assert follower.returncode == 128 + signal.SIGKILL
+    assert follower.returncode == 128 + signal.SIGTERM
 
 
 def test_stop_prints_the_final_status(daemon: Daemon) -> None:
-    job_id = start(daemon, "/bin/sleep", "600")
+    job_id = start(daemon, "/bin/sh", "-c", "trap '' TERM; exec /bin/sleep 600")
     result = ctl(daemon, "stop", "--grace", "0.2", "-o", "json", job_id)
     assert result.returncode == 0, result.stderr
     job = json.loads(result.stdout)
     assert job["state"] == "stopped", job
-    assert job["stop_requested"] is True
-    assert job["signal"] == signal.SIGKILL
+    assert job["stop_reason"] == "requested"
+    assert job["signal"] == signal.SIGKILL  # It ignored SIGTERM: the grace ran out.
     human = ctl(daemon, "stop", job_id)  # Stopping an ended job reports it again.
     assert human.returncode == 0, human.stderr
     assert re.search(r"^exit:\s+SIGKILL$", human.stdout.decode(), re.MULTILINE)
+    assert re.search(r"^state:\s+stopped \(requested\)$", human.stdout.decode(), re.MULTILINE)
 
 
 def test_list_shows_a_table_and_json(daemon: Daemon) -> None:
@@ -173,7 +175,10 @@ def test_run_exits_128_plus_the_signal_that_killed_the_job(daemon: Daemon) -> No
 
 def test_run_exits_137_when_a_stop_kills_the_job(daemon: Daemon) -> None:
     runner = spawn_jobctl(
-        [*daemon.credentials("alice"), "run", "--", "/bin/sh", "-c", "echo up; exec /bin/sleep 600"]
+        [
+            *daemon.credentials("alice"),
+            *("run", "--", "/bin/sh", "-c", "trap '' TERM; echo up; exec /bin/sleep 600"),
+        ]
     )
     try:
         read_until(runner.stdout, b"up\n")

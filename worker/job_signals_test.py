@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.errors import JobNotFound, JobNotRunning
+from worker.errors import InvalidSpec, JobNotFound, JobNotRunning
 from worker.limits import Limits
 from worker.manager import JobManager
 from worker.status import JobState, StopReason
@@ -133,3 +133,28 @@ async def test_signals_to_ended_or_unknown_jobs_are_refused(tmp_path: Path) -> N
                 await manager.signal(started.job_id, signal.SIGTERM, everyone=everyone)
         with pytest.raises(JobNotFound):
             await manager.signal("A" * 22, signal.SIGTERM)
+
+
+async def test_a_job_past_its_deadline_is_stopped_and_says_so(tmp_path: Path) -> None:
+    async with JobManager(config(tmp_path, default_grace=_GRACE)) as manager:
+        slow = await manager.start(job("/bin/sleep", "300", limits=Limits(timeout_seconds=0.5)))
+        quick = await manager.start(job("/bin/true", limits=Limits(timeout_seconds=0.5)))
+        async with asyncio.timeout(_BOUND):
+            stopped = await manager.wait(slow.job_id)
+        ended = await manager.wait(quick.job_id)
+        # The quick job's deadline timer was cancelled: it must not stop anything later.
+        await asyncio.sleep(1)
+        again = await manager.status(quick.job_id)
+    assert (stopped.state, stopped.stop_reason) == (JobState.STOPPED, StopReason.DEADLINE)
+    assert stopped.signal == signal.SIGTERM  # The grace was not needed.
+    assert stopped.ended_at is not None
+    assert (stopped.ended_at - stopped.started_at).total_seconds() >= 0.5
+    assert (ended.state, ended.stop_reason) == (JobState.EXITED, None)
+    assert again == ended
+
+
+async def test_a_deadline_above_the_maximum_is_refused(tmp_path: Path) -> None:
+    limited = config(tmp_path, max_limits=Limits(timeout_seconds=60))
+    async with JobManager(limited) as manager:
+        with pytest.raises(InvalidSpec, match=r"^limits\.timeout_seconds: 61(\.0)? exceeds"):
+            await manager.start(job("/bin/true", limits=Limits(timeout_seconds=61)))

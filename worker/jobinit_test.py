@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tools.testing.core_dumps import core_dump_dir
 from worker.spawner import Spawner
 from worker.testing_spawner import (
     NOBODY,
@@ -34,15 +35,8 @@ def _state(pid: int) -> str:
 
 @pytest.fixture(name="core_dir")
 def _core_dir() -> Iterator[Path]:
-    # The host's core_pattern "core" writes into the crashing process's cwd; nobody must be
-    # able to write there. tmp_path itself may sit under a directory nobody cannot search.
-    directory = Path("/tmp") / f"jobinit-test-{os.getpid()}"
-    directory.mkdir(mode=0o777)
-    directory.chmod(0o777)
-    yield directory
-    for leftover in directory.iterdir():
-        leftover.unlink()
-    directory.rmdir()
+    with core_dump_dir() as directory:
+        yield directory
 
 
 @pytest.mark.parametrize("allow_core", [False, True])

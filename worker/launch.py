@@ -28,6 +28,7 @@ class Launcher:
         watcher: The manager's inotify watcher, for the logs' followers.
         uid: The user id jobs run as.
         gid: The group id jobs run as.
+        grace: The grace period of a stop at a job's deadline (limit ``timeout_seconds``).
         tasks: The manager's task set, which owns each job's supervisor and stop sequence.
     """
 
@@ -35,6 +36,7 @@ class Launcher:
     watcher: LogWatcher
     uid: int
     gid: int
+    grace: float
     tasks: TaskSet
 
     @classmethod
@@ -50,7 +52,7 @@ class Launcher:
             # mkdir's mode is filtered by the umask, and an existing directory keeps its
             # mode: tighten it so that jobs (another uid) can never read any log.
             os.chmod(directory, 0o700)
-        return cls(logs_dir, watcher, config.job_uid, config.job_gid, tasks)
+        return cls(logs_dir, watcher, config.job_uid, config.job_gid, config.default_grace, tasks)
 
     async def launch(
         self, placement: Placement, spec: JobSpec, limits: Limits, spawner: Spawner
@@ -111,4 +113,6 @@ class Launcher:
             tasks=self.tasks,
         )
         self.tasks.start(job.supervise(), f"jobworker-supervise-{job.job_id}")
+        if limits.timeout_seconds is not None:
+            job.set_deadline(limits.timeout_seconds, self.grace)
         return job

@@ -33,11 +33,12 @@ class Unit(enum.Enum):
     BYTES = "bytes"
     BYTES_PER_SECOND = "bytes/s"
     COUNT = ""
+    SECONDS = "seconds"
 
     @property
     def python_type(self) -> type[float] | type[int]:
-        """The type of a number in this unit: float for CORES, the only fractional one, else int."""
-        return float if self is Unit.CORES else int
+        """The type of a number in this unit: float for CORES and SECONDS, else int."""
+        return float if self in (Unit.CORES, Unit.SECONDS) else int
 
 
 def _number_text(value: float) -> str:
@@ -118,6 +119,7 @@ class Limits:
         io_read_bps: Read bandwidth limit in bytes per second on throttled block devices.
         io_write_bps: Write bandwidth limit in bytes per second on throttled block devices.
         pids: Maximum number of processes and threads.
+        timeout_seconds: Run time after which the job is stopped, with the daemon's grace.
     """
 
     cpu: float | None = _limit(
@@ -178,6 +180,18 @@ class Limits:
             flag="--pids",
             help="maximum number of processes and threads",
             label="pids",
+        )
+    )
+    timeout_seconds: float | None = _limit(
+        LimitInfo(
+            unit=Unit.SECONDS,
+            low=0.001,
+            high=1 << 32,
+            daemon_default=None,
+            daemon_maximum=30 * 24 * 3600,
+            flag="--timeout",
+            help="stop the job after this long (SIGTERM, grace, SIGKILL), e.g. 30s or 2h",
+            label="timeout",
         )
     )
 

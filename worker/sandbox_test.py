@@ -140,7 +140,13 @@ async def test_only_stdio_fds_reach_the_job(tmp_path: Path) -> None:
         pid = await spawner.spawn(request("/bin/sleep", "1000"), fd)
         os.close(fd)
         (program,) = children_of(pid)  # jobinit's own fds: jobinit_test.py.
-        seen_from_host = sorted(int(n) for n in os.listdir(f"/proc/{program}/fd"))
+
+        def fds() -> list[int]:
+            return sorted(int(n) for n in os.listdir(f"/proc/{program}/fd"))
+
+        # Until sleep's own start-up has closed what it opened (ld.so opens libc).
+        await until(lambda: fds() == [0, 1, 2], 10)
+        seen_from_host = fds()
         stdin = os.readlink(f"/proc/{program}/fd/0")
         await spawner.kill(pid, signal.SIGKILL)
         await spawner.wait(pid)

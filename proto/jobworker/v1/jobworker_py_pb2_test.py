@@ -14,6 +14,7 @@ def test_service_has_every_rpc_of_the_proto() -> None:
         "GetJob",
         "ListJobs",
         "StreamOutput",
+        "SignalJob",
     }
     assert service.methods_by_name["StreamOutput"].server_streaming
 
