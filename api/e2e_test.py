@@ -166,12 +166,7 @@ async def test_disconnecting_clients_leave_no_task(pki_dir: Path, tmp_path: Path
     async with real_daemon(pki_dir, tmp_path) as daemon, daemon.stub("alice") as stub:
         job_id = await _start(stub, "/bin/sh", "-c", "while :; do echo y; sleep 0.01; done")
         baseline = len(asyncio.all_tasks())
-        for _ in range(10):
-            async with daemon.channel("alice") as channel:
-                stream = job_worker_stub(channel).StreamOutput(
-                    pb.StreamOutputRequest(job_id=job_id, follow=True)
-                )
-                assert (await stream.read()).data
+        await daemon.follow_and_hang_up(job_id, 10)
         async with asyncio.timeout(RPC_TIMEOUT):
             # Polling: "the server finished the cancelled call" has no event to wait on.
             while len(asyncio.all_tasks()) > baseline:  # noqa: ASYNC110

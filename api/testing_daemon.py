@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from api import certificates, pki, server
 from api.backend import JobBackend
 from api.role import Role
 from api.tls import channel_credentials, server_credentials
-from jobworker.v1 import jobworker_pb2_grpc
+from jobworker.v1 import jobworker_pb2, jobworker_pb2_grpc
 
 # Every RPC of a test has a deadline so a bug fails the test instead of hanging it.
 RPC_TIMEOUT = 20.0
@@ -60,6 +60,27 @@ class RunningDaemon:
         """Yields a JobWorker stub for ``name`` and closes its channel afterwards."""
         async with self.channel(name) as channel:
             yield job_worker_stub(channel)
+
+    async def follow_and_hang_up(
+        self, job_id: str, times: int, while_open: Callable[[], None] = lambda: None
+    ) -> None:
+        """Opens and drops followers of the job's output, one after another.
+
+        Each follows on its own channel, closed after the first message: the client vanishes
+        mid-stream, and grpc cancels the call.
+
+        Args:
+            job_id: A job of alice's that writes output.
+            times: How many followers come and go, one after another.
+            while_open: Called while each follower's stream is open, to check the daemon.
+        """
+        for _ in range(times):
+            async with self.channel("alice") as channel:
+                stream = job_worker_stub(channel).StreamOutput(
+                    jobworker_pb2.StreamOutputRequest(job_id=job_id, follow=True)
+                )
+                assert (await stream.read()).data
+                while_open()
 
 
 @contextlib.asynccontextmanager

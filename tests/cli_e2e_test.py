@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,28 +18,17 @@ from tests.testing_e2e import (
     E2E_MARKS,
     Daemon,
     ctl,
-    module_daemon,
-    no_leaks_except_job_cgroups,
     one_error_line,
     read_until,
     spawn_jobctl,
     start,
     status_json,
+    wait_for_output,
 )
 
 pytestmark = E2E_MARKS
 
 _SEGFAULT = ["/usr/bin/python3", "-c", "import ctypes; ctypes.string_at(0)"]
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    yield from module_daemon(tmp_path_factory.mktemp("e2e"))
-
-
-@pytest.fixture(autouse=True)
-def _no_leaks_except_job_cgroups() -> Iterator[None]:
-    yield from no_leaks_except_job_cgroups()
 
 
 def test_start_prints_only_the_id_and_status_describes_the_job(daemon: Daemon) -> None:
@@ -128,7 +116,8 @@ def test_logs_follow_streams_a_running_job_until_it_ends(daemon: Daemon) -> None
 
 
 def test_stop_prints_the_final_status(daemon: Daemon) -> None:
-    job_id = start(daemon, "/bin/sh", "-c", "trap '' TERM; exec /bin/sleep 600")
+    job_id = start(daemon, "/bin/sh", "-c", "trap '' TERM; echo ready; exec /bin/sleep 600")
+    wait_for_output(daemon, job_id, b"ready\n")  # SIGTERM must not come before the trap.
     result = ctl(daemon, "stop", "--grace", "0.2", "-o", "json", job_id)
     assert result.returncode == 0, result.stderr
     job = json.loads(result.stdout)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,23 +20,11 @@ from tests.testing_e2e import (
     Daemon,
     ctl,
     jobctl,
-    module_daemon,
-    no_leaks_except_job_cgroups,
     one_error_line,
     start,
 )
 
 pytestmark = E2E_MARKS
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    yield from module_daemon(tmp_path_factory.mktemp("e2e"))
-
-
-@pytest.fixture(autouse=True)
-def _no_leaks_except_job_cgroups() -> Iterator[None]:
-    yield from no_leaks_except_job_cgroups()
 
 
 @pytest.mark.parametrize("command", ["status", "logs", "stop"])

@@ -14,8 +14,6 @@ from tests.testing_e2e import (
     E2E_MARKS,
     Daemon,
     ctl,
-    module_daemon,
-    no_leaks_except_job_cgroups,
     one_error_line,
     read_until,
     spawn_jobctl,
@@ -25,16 +23,6 @@ from tests.testing_e2e import (
 from tools.testing.core_dumps import core_dump_dir
 
 pytestmark = E2E_MARKS
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    yield from module_daemon(tmp_path_factory.mktemp("e2e"))
-
-
-@pytest.fixture(autouse=True)
-def _no_leaks_except_job_cgroups() -> Iterator[None]:
-    yield from no_leaks_except_job_cgroups()
 
 
 @pytest.fixture(name="core_dir")

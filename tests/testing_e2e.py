@@ -202,6 +202,19 @@ def start(daemon: Daemon, *argv: str, user: str = "alice") -> str:
     return result.stdout.decode().strip()
 
 
+def wait_for_output(daemon: Daemon, job_id: str, needle: bytes) -> None:
+    """Follows the job's output until ``needle`` appears (a job says it is ready)."""
+    follower = spawn_jobctl([*daemon.credentials("alice"), "logs", "-f", job_id])
+    try:
+        read_until(follower.stdout, needle)
+    finally:
+        follower.kill()
+        follower.wait()
+        for pipe in (follower.stdout, follower.stderr):
+            assert pipe is not None
+            pipe.close()
+
+
 def status_json(daemon: Daemon, job_id: str, user: str = "alice") -> dict[str, Any]:
     """Returns ``jobctl status -o json`` of a job."""
     result = ctl(daemon, "status", "-o", "json", job_id, user=user)

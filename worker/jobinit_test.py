@@ -125,17 +125,21 @@ async def test_jobinit_is_unprivileged_undumpable_and_holds_only_its_report_pipe
     assert rss_kib <= 256  # Paid once per running job (the issue's bound).
 
 
+# Says which signal it got: USR1 and carries on, HUP and exits 5.
+_HANDLER = """
+import signal, sys, time
+signal.signal(signal.SIGUSR1, lambda *_: print("usr1", flush=True))
+signal.signal(signal.SIGHUP, lambda *_: (print("hup", flush=True), sys.exit(5)))
+print("ready", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
 async def test_signals_sent_to_jobinit_are_forwarded(tmp_path: Path) -> None:
-    handler = (
-        "import signal, sys, time\n"
-        "signal.signal(signal.SIGUSR1, lambda *_: print('usr1', flush=True))\n"
-        "signal.signal(signal.SIGHUP, lambda *_: (print('hup', flush=True), sys.exit(5)))\n"
-        "print('ready', flush=True)\n"
-        "while True: time.sleep(1)\n"
-    )
     async with await Spawner.start() as spawner:
         fd = open_log(tmp_path / "log")
-        init = await spawner.spawn(request(PYTHON, "-c", handler), fd)
+        init = await spawner.spawn(request(PYTHON, "-c", _HANDLER), fd)
         os.close(fd)
         await wait_for_text(tmp_path / "log", "ready")
         # As an administrator on the host would: a plain kill(2) of PID 1.

@@ -38,11 +38,12 @@ async def run_python(code: str, log: Path, *args: str) -> object:
 
 
 async def test_proc_shows_only_the_job(tmp_path: Path) -> None:
-    code = (
-        "import json, os\n"
-        "print(json.dumps({'pids': sorted(int(p) for p in os.listdir('/proc') if p.isdigit()),"
-        " 'cmdline': open('/proc/1/cmdline').read().split('\\0')[:2], 'self': os.getpid()}))"
-    )
+    code = """
+import json, os
+pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+cmdline = open("/proc/1/cmdline").read().split("\\0")[:2]
+print(json.dumps({"pids": pids, "cmdline": cmdline, "self": os.getpid()}))
+"""
     seen = await run_python(code, tmp_path / "log")
     # jobinit (worker/init/) is PID 1 and the program its child: nothing else is visible.
     assert seen == {"pids": [1, 2], "cmdline": ["jobinit", PYTHON], "self": 2}

@@ -7,33 +7,10 @@ import select
 
 import pytest
 
-from worker.sandbox_protocol import (
-    ExecFailed,
-    ProgramExec,
-    ProgramExit,
-    ReportPid,
-    StepError,
-    write_report,
-)
-from worker.spawn_protocol import (
-    Exited,
-    ExitStatus,
-    Failed,
-    Fatal,
-    Kill,
-    Killed,
-    Message,
-    Prepare,
-    ProtocolError,
-    Ready,
-    Spawn,
-    SpawnRequest,
-    Started,
-    decode,
-    encode,
-)
+from worker import sandbox_protocol as report
+from worker import spawn_protocol as wire
 
-_JOB = SpawnRequest(
+_JOB = wire.SpawnRequest(
     argv=("/bin/echo", "caf\udce9"),  # A lone surrogate: an undecodable file name.
     env={"PATH": "/bin", "EMPTY": ""},
     cwd="/tmp",
@@ -46,36 +23,36 @@ _JOB = SpawnRequest(
 @pytest.mark.parametrize(
     "message",
     [
-        Ready(17),
-        Prepare("key", ("/a/cgroup.procs", "/b/cgroup.procs")),
-        Spawn(3, _JOB, None),
-        Spawn(4, _JOB, "prepared-key"),
-        Kill(5, 1234, 15),
-        Started(3, 1234),
-        Failed(3, "exec", 2, "nosuchbinary"),
-        Failed(3, "setup", None, "the setup processes died before exec"),
-        Killed(5, True, None),
-        Killed(5, False, 3),
-        Exited(1234, ExitStatus(None, 6, True, 0.5, 0.25, 2048)),
-        Exited(1234, ExitStatus(0, None)),
-        Fatal("RuntimeError('boom')"),
-        ReportPid(1234),
-        StepError("chdir", 13, "/root"),
-        ProgramExec(),
-        ExecFailed(2),
-        ProgramExit(134),
+        wire.Ready(17),
+        wire.Prepare("key", ("/a/cgroup.procs", "/b/cgroup.procs")),
+        wire.Spawn(3, _JOB, None),
+        wire.Spawn(4, _JOB, "prepared-key"),
+        wire.Kill(5, 1234, 15),
+        wire.Started(3, 1234),
+        wire.Failed(3, "exec", 2, "nosuchbinary"),
+        wire.Failed(3, "setup", None, "the setup processes died before exec"),
+        wire.Killed(5, True, None),
+        wire.Killed(5, False, 3),
+        wire.Exited(1234, wire.ExitStatus(None, 6, True, 0.5, 0.25, 2048)),
+        wire.Exited(1234, wire.ExitStatus(0, None)),
+        wire.Fatal("RuntimeError('boom')"),
+        report.ReportPid(1234),
+        report.StepError("chdir", 13, "/root"),
+        report.ProgramExec(),
+        report.ExecFailed(2),
+        report.ProgramExit(134),
     ],
     ids=lambda message: message.TYPE,
 )
-def test_every_message_round_trips(message: Message) -> None:
-    record = encode(message)
+def test_every_message_round_trips(message: wire.Message) -> None:
+    record = wire.encode(message)
     assert record.isascii()
-    assert decode(record) == message
+    assert wire.decode(record) == message
 
 
 def test_a_spawn_decodes_to_tuples_and_a_plain_environment() -> None:
-    decoded = decode(encode(Spawn(1, _JOB)))
-    assert isinstance(decoded, Spawn)
+    decoded = wire.decode(wire.encode(wire.Spawn(1, _JOB)))
+    assert isinstance(decoded, wire.Spawn)
     assert decoded.job.argv == _JOB.argv
     assert isinstance(decoded.job.cgroup_procs, tuple)
     assert dict(decoded.job.env) == dict(_JOB.env)
@@ -94,22 +71,22 @@ def test_a_spawn_decodes_to_tuples_and_a_plain_environment() -> None:
     ],
 )
 def test_bad_records_are_protocol_errors(record: bytes) -> None:
-    with pytest.raises(ProtocolError):
-        decode(record)
+    with pytest.raises(wire.ProtocolError):
+        wire.decode(record)
 
 
 def test_a_report_is_one_atomic_line_however_long_its_detail() -> None:
     read_end, write_end = os.pipe()
     try:
-        write_report(write_end, StepError("exec", 2, "x" * 10_000))
-        write_report(write_end, ReportPid(7))
+        report.write_report(write_end, report.StepError("exec", 2, "x" * 10_000))
+        report.write_report(write_end, report.ReportPid(7))
         lines = os.read(read_end, 65536).split(b"\n")
     finally:
         os.close(read_end)
         os.close(write_end)
     assert len(lines[0]) < select.PIPE_BUF
-    error = decode(lines[0])
-    assert isinstance(error, StepError)
+    error = wire.decode(lines[0])
+    assert isinstance(error, report.StepError)
     assert error.detail == "x" * len(error.detail)
-    assert decode(lines[1]) == ReportPid(7)
+    assert wire.decode(lines[1]) == report.ReportPid(7)
     assert lines[2] == b""

@@ -89,6 +89,8 @@ class Sandbox:
                     self.started = True
                     assert self.b_pid is not None  # B reports itself before it can exec.
                     started = Started(self.request_id, self.b_pid)
+                case ProgramExec():
+                    continue  # After a failed step: the start failed all the same.
                 case ProgramExit(status=status):
                     self.program_status = status
                 case other:

@@ -8,6 +8,7 @@ or leave `finished` unset so that wait, stop and shutdown hung. The job tests ne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import signal
@@ -39,8 +40,12 @@ def _raiser(err: Exception) -> Callable[..., None]:
 
 
 async def _sleeping_job(manager: JobManager) -> Job:
-    # It ignores SIGTERM, so every stop below ends in the SIGKILL these tests are about.
-    started = await manager.start(job("/bin/sh", "-c", "trap '' TERM; exec /bin/sleep 1000"))
+    # It ignores SIGTERM, so every stop below ends in the SIGKILL these tests are about; it
+    # says "ready" once the trap is set, which the first SIGTERM must not precede.
+    script = "trap '' TERM; echo ready; exec /bin/sleep 1000"
+    started = await manager.start(job("/bin/sh", "-c", script))
+    async with asyncio.timeout(_BOUND), contextlib.aclosing(manager.output(started.job_id)) as out:
+        assert await anext(out) == b"ready\n"
     return manager._jobs.get(started.job_id)
 
 

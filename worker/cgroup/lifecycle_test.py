@@ -18,6 +18,7 @@ from worker.cgroup.base import PARENT_DIR_NAME, CgroupDriver, CgroupMode, JobCgr
 from worker.cgroup.testing_jobs import JobFactory, exists, listed_pids, start_in, wait_exit
 from worker.errors import CgroupError
 from worker.limits import Limits
+from worker.testing_spawner import is_alive
 
 pytestmark = pytest.mark.kernel
 
@@ -39,15 +40,6 @@ def jobs(driver: CgroupDriver) -> Iterator[JobFactory]:
     factory = JobFactory(driver)
     yield factory
     factory.cleanup()
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` runs; a zombie (reparented to an init that reaps late) is dead."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 async def wait_for_pids(cg: JobCgroup, count: int) -> set[int]:
@@ -137,7 +129,7 @@ async def test_kill_reaches_escaped_children(
     kill(cg)
     assert await wait_exit(main) == -signal.SIGKILL
     await wait_until_empty(cg)
-    assert not any(alive(pid) for pid in pids)
+    assert not any(is_alive(pid) for pid in pids)
 
 
 async def test_signal_all_sends_sigterm_everywhere(jobs: JobFactory) -> None:
@@ -147,7 +139,7 @@ async def test_signal_all_sends_sigterm_everywhere(jobs: JobFactory) -> None:
     cg.signal_all(signal.SIGTERM)
     assert await wait_exit(main) == -signal.SIGTERM
     await wait_until_empty(cg)
-    assert not any(alive(pid) for pid in pids)
+    assert not any(is_alive(pid) for pid in pids)
 
 
 async def test_usage_after_exit_and_remove_leaves_nothing(jobs: JobFactory) -> None:
@@ -200,6 +192,7 @@ import subprocess, sys
 from worker.cgroup import detect
 from worker.cgroup.testing_jobs import JOIN_SCRIPT
 from worker.limits import Limits
+from worker.testing_spawner import is_alive
 driver = detect.open_driver(io_paths=())
 for i in range(2):
     cg = driver.create(f"{sys.argv[1]}-{i}", Limits(pids=64))
@@ -232,7 +225,7 @@ async def test_sweep_kills_and_removes_leftovers() -> None:
     restarted = detect.open_driver(io_paths=())
     assert await restarted.sweep() == 2
     assert not any(Path(f).parent.exists() for f in procs_files)
-    assert not any(alive(pid) for pid in pids)
+    assert not any(is_alive(pid) for pid in pids)
     assert await restarted.sweep() == 0
 
 

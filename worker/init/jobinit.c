@@ -160,6 +160,11 @@ static int start_program(char *const argv[], char *const envp[]) {
     report("exec_failed", "errno", error);
     sys_exit(SETUP_FAILED);
   }
+  /* The program has its own copies of its stdio; jobinit keeps none, from before it reports
+   * the exec, so that whoever learns of the start finds jobinit as it stays. */
+  sys_close(0);
+  sys_close(1);
+  sys_close(2);
   report("exec", 0, 0);
   return (int)pid;
 }
@@ -191,10 +196,6 @@ __attribute__((noreturn, used)) void jobinit_main(long *stack) {
   if (argc < 2) fail("init", -22 /* EINVAL */, "no program to run");
   sys_sigprocmask(SIG_SETMASK, &ALL_SIGNALS);
   int program = start_program(argv + 1, envp);
-  /* The program has its own copies of its stdio; jobinit keeps none. */
-  sys_close(0);
-  sys_close(1);
-  sys_close(2);
   for (;;) {
     siginfo_t info;
     long sig = sys_sigwaitinfo(&ALL_SIGNALS, &info);
