@@ -18,7 +18,7 @@ from typing import Any, Final
 from absl import app, flags, logging
 
 from api import pki, tls_policy
-from worker.config import ManagerConfig
+from worker.config import JobWorld, ManagerConfig
 from worker.limits import LIMIT_TABLE, LimitInfo, Limits
 
 _LISTEN = flags.DEFINE_string("listen", "127.0.0.1:50051", "host:port to serve on.")
@@ -39,6 +39,23 @@ _DEFAULT_GRACE = flags.DEFINE_float(
 )
 _SHUTDOWN_TIMEOUT = flags.DEFINE_float(
     "shutdown_timeout", 15.0, "Seconds to stop jobs and end streams on SIGTERM before a hard stop."
+)
+_JOB_ROOT = flags.DEFINE_string(
+    "job_root",
+    "/",
+    "Directory bound read-only as every job's /. The host's root by default, so that jobs "
+    "find the host's programs and libraries; they write only to their private /tmp.",
+)
+_JOB_HIDDEN_PATHS = flags.DEFINE_list(
+    "job_hidden_paths",
+    [],
+    "Host paths jobs see as empty, besides --data_dir and the TLS files (and the dev PKI).",
+)
+_JOB_TMP_BYTES = flags.DEFINE_integer(
+    "job_tmp_bytes",
+    256 << 20,
+    "Size cap of each job's private /tmp, /var/tmp and /dev/shm (also charged to its memory).",
+    lower_bound=1 << 20,
 )
 
 
@@ -101,6 +118,19 @@ def _tls_files() -> pki.TlsFiles:
     return pki.TlsFiles.in_pki_dir(directory, pki.SERVER_NAME)
 
 
+def _world(tls: pki.TlsFiles) -> JobWorld:
+    """The jobs' view of the host: the root, and hidden paths the daemon's keys among them."""
+    hidden = [tls.ca, tls.cert, tls.key]
+    if not any((_TLS_CA.value, _TLS_CERT.value, _TLS_KEY.value)):
+        hidden.append(tls.key.parent)  # The dev PKI directory: every user's key is there.
+    hidden += [Path(p) for p in _JOB_HIDDEN_PATHS.value]
+    return JobWorld(
+        root=_JOB_ROOT.value,
+        hidden=tuple(str(p.absolute()) for p in hidden),
+        tmp_bytes=_JOB_TMP_BYTES.value,
+    )
+
+
 def _limits() -> tuple[Limits, Limits]:
     default = Limits(**{name: flag.value for name, flag in _DEFAULT_LIMITS.items()})
     maximum = Limits(**{name: flag.value for name, flag in _MAX_LIMITS.items()})
@@ -117,15 +147,17 @@ def main(argv: Sequence[str]) -> None:
     from api import daemon  # Late on purpose: grpc must not load before forbid_tls12.
 
     default_limits, max_limits = _limits()
+    tls = _tls_files()
     manager = ManagerConfig(
-        data_dir=Path(_DATA_DIR.value),
+        data_dir=Path(_DATA_DIR.value).absolute(),
         job_uid=_JOB_UID.value,
         job_gid=_JOB_GID.value,
         default_grace=_DEFAULT_GRACE.value,
         default_limits=default_limits,
         max_limits=max_limits,
+        world=_world(tls),
     )
-    settings = daemon.Settings(_LISTEN.value, _tls_files(), manager, _SHUTDOWN_TIMEOUT.value)
+    settings = daemon.Settings(_LISTEN.value, tls, manager, _SHUTDOWN_TIMEOUT.value)
     asyncio.run(daemon.run(settings))
 
 

@@ -118,3 +118,27 @@ def test_pki_tool_init(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     flags.FLAGS["dir"].value = None
     with pytest.raises(app.UsageError):
         pki_tool.main(["pki_tool", "init"])
+
+
+def test_jobs_never_see_the_daemons_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BUILD_WORKSPACE_DIRECTORY", str(tmp_path))
+    flags.FLAGS["job_hidden_paths"].value = ["/srv/secrets"]
+    world = jobworkerd._world(jobworkerd._tls_files())
+    pki_dir = tmp_path / ".dev" / "pki"
+    assert set(world.hidden) == {
+        str(pki_dir),
+        str(pki_dir / "ca.crt"),
+        str(pki_dir / "server.crt"),
+        str(pki_dir / "server.key"),
+        "/srv/secrets",
+    }
+    assert (world.root, world.tmp_bytes) == ("/", 256 << 20)
+
+
+def test_explicit_tls_files_are_hidden_but_not_their_directories(tmp_path: Path) -> None:
+    for name in ("tls_ca", "tls_cert", "tls_key"):
+        flags.FLAGS[name].value = str(tmp_path / f"{name}.pem")
+    world = jobworkerd._world(jobworkerd._tls_files())
+    assert sorted(world.hidden) == sorted(
+        str(tmp_path / f"{n}.pem") for n in ("tls_ca", "tls_cert", "tls_key")
+    )

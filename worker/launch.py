@@ -19,6 +19,11 @@ from worker.spec import JobSpec
 from worker.tasks import TaskSet
 
 
+def hostname(job_id: str) -> str:
+    """The hostname a job sees (its own UTS namespace): ``job-`` and its id."""
+    return f"job-{job_id}"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Launcher:
     """What every start of one manager shares.
@@ -87,6 +92,7 @@ class Launcher:
             uid=self.uid,
             gid=self.gid,
             cgroup_procs=placement.cgroup.procs_files,
+            hostname=hostname(placement.job_id),
         )
         try:
             writer = log.open_writer()

@@ -15,16 +15,32 @@ import struct
 
 # <sched.h>, see unshare(2).
 CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
-# <sys/mount.h>, see mount(2).
+# <sys/mount.h>, see mount(2), umount2(2) and mount_setattr(2).
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
 MS_NOEXEC = 0x8
+MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
+MNT_DETACH = 0x2
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+_AT_FDCWD = -100
+_AT_RECURSIVE = 0x8000
+_MOUNT_ATTR = struct.Struct(
+    "=QQQQ"
+)  # struct mount_attr: attr_set, attr_clr, propagation, userns_fd.
+# The generic numbers, which x86_64 shares for the calls added since 4.x (asm-generic/unistd.h).
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+_SYS_MOUNT_SETATTR = 442
 
 # <linux/prctl.h>, see prctl(2).
 PR_SET_PDEATHSIG = 1
@@ -57,6 +73,7 @@ _LIBC.prctl.argtypes = [
     ctypes.c_ulong,
 ]
 _LIBC.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_LIBC.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 # union sigval is passed like a long on x86_64 and aarch64: one integer register.
 _LIBC.sigqueue.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long]
 
@@ -76,18 +93,56 @@ def unshare(flags: int) -> None:
     _check(_LIBC.unshare(flags), "unshare")
 
 
-def mount(source: str | None, target: str, fstype: str | None, flags: int) -> None:
-    """Mounts a filesystem or changes a mount's propagation (man 2 mount)."""
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
+    """Mounts a filesystem or changes a mount's propagation (man 2 mount).
+
+    ``data`` holds the filesystem's options, such as tmpfs's ``size=1m,mode=1777``.
+    """
     _check(
         _LIBC.mount(
             source.encode() if source is not None else None,
             target.encode(),
             fstype.encode() if fstype is not None else None,
             flags,
-            None,
+            data.encode() if data is not None else None,
         ),
         f"mount {target}",
     )
+
+
+def umount2(target: str, flags: int) -> None:
+    """Unmounts ``target``; MNT_DETACH takes it out of the tree at once (man 2 umount)."""
+    _check(_LIBC.umount2(target.encode(), flags), f"umount {target}")
+
+
+def mount_setattr(target: str, attr_set: int, *, recursive: bool) -> None:
+    """Sets MOUNT_ATTR_* flags on a mount, or its whole subtree (man 2 mount_setattr, 5.12).
+
+    One call changes every mount of a recursive bind, where mount(2) would need a remount
+    per submount.
+    """
+    attr = ctypes.create_string_buffer(_MOUNT_ATTR.pack(attr_set, 0, 0, 0), _MOUNT_ATTR.size)
+    flags = _AT_RECURSIVE if recursive else 0
+    result = _LIBC.syscall(
+        ctypes.c_long(_SYS_MOUNT_SETATTR),
+        ctypes.c_int(_AT_FDCWD),
+        ctypes.c_char_p(target.encode()),
+        ctypes.c_uint(flags),
+        attr,
+        ctypes.c_size_t(_MOUNT_ATTR.size),
+    )
+    _check(result, f"mount_setattr {target}")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    """Makes ``new_root`` the root mount of this mount namespace (man 2 pivot_root)."""
+    number = _SYS_PIVOT_ROOT[os.uname().machine]
+    result = _LIBC.syscall(
+        ctypes.c_long(number), ctypes.c_char_p(new_root.encode()), ctypes.c_char_p(put_old.encode())
+    )
+    _check(result, f"pivot_root {new_root}")
 
 
 def prctl(option: int, arg2: int) -> None:

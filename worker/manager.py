@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 from collections.abc import AsyncGenerator
 from types import TracebackType
@@ -52,7 +53,10 @@ class JobManager:
         self._spares: SpareKeeper | None = None
         self._watcher: LogWatcher | None = None
         self._launcher: Launcher | None = None
-        self._spawners = SpawnerSlot(config.init_path)
+        # Jobs never see the manager's data: other jobs' logs live there.
+        world = config.world
+        world = dataclasses.replace(world, hidden=(str(config.data_dir), *world.hidden))
+        self._spawners = SpawnerSlot(config.init_path, world)
         self._closing = False
         self._close_task: asyncio.Task[None] | None = None
 

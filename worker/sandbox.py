@@ -3,16 +3,17 @@
 The spawner (worker/spawner_main.py) is single-threaded, so running Python in its forked
 children is safe; the daemon never imports this module. Two processes are involved:
 
-* **A, the intermediate process** (child of the spawner): unshares the PID, mount and network
-  namespaces, forks B and exits. A must exist because unshare(CLONE_NEWPID) moves only the
-  caller's *children* into the new namespace.
-* **B, the job's init** (PID 1 of the new PID namespace): reports its pid, sets up mounts and
-  loopback, waits until A has exited and, if prepared ahead of time, joins the cgroups the
-  job will have (``_isolate``). That needs no job, so the spawner can do it before the start
-  and keep B waiting. Given a job, B joins its cgroups unless it already has, drops
-  privileges, arms its parent-death signal, sets up fds (``_enter_job``) and execs jobinit
-  (worker/init/jobinit.c) with the report pipe as fd 3. jobinit stays PID 1: it runs the
-  job's program as its child and reports how it ended.
+* **A, the intermediate process** (child of the spawner): unshares the PID, mount, network,
+  IPC and UTS namespaces, forks B and exits. A must exist because unshare(CLONE_NEWPID)
+  moves only the caller's *children* into the new namespace.
+* **B, the job's init** (PID 1 of the new PID namespace): reports its pid, makes its mounts
+  private, brings up loopback and waits until A has exited (``_isolate``); then it joins the
+  job's cgroups, enters a cgroup namespace rooted there and builds the job's root
+  (``_settle``, worker/job_root.py). None of that needs the job, so a prepared B does it
+  before the start and waits. Given the job, B sets its hostname, drops privileges, arms its
+  parent-death signal, sets up fds, installs the seccomp filter (``_enter_job``,
+  worker/seccomp.py) and execs jobinit (worker/init/jobinit.c) with the report pipe as fd 3.
+  jobinit stays PID 1: it runs the job's program as its child and reports how it ended.
 
 Neither returns: each ends in ``os._exit`` or ``execve``. A failing step writes a StepError
 to the close-on-exec report pipe and exits with 127, so the spawner can tell "setup failed"
@@ -29,19 +30,25 @@ import signal
 import socket
 from typing import NoReturn
 
-from worker import linux
+from worker import job_root, linux, seccomp
+from worker.config import JobWorld
 from worker.sandbox_protocol import JOBINIT_REPORT_FD, ReportPid, StepError, write_report
 from worker.spawn_protocol import MAX_MESSAGE, Spawn, SpawnRequest, decode
 
-NAMESPACES = linux.CLONE_NEWPID | linux.CLONE_NEWNS | linux.CLONE_NEWNET
-_FRESH_MOUNT_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+NAMESPACES = (
+    linux.CLONE_NEWPID
+    | linux.CLONE_NEWNS
+    | linux.CLONE_NEWNET
+    | linux.CLONE_NEWIPC  # The host's SysV objects and POSIX message queues are not the job's.
+    | linux.CLONE_NEWUTS  # Its own hostname.
+)
 _SETUP_FAILED = 127
 _MAX_FD = 0x7FFFFFFF
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Channels:
-    """The fds a sandbox is set up with, decided by the spawner before it forks A.
+    """What a sandbox is set up with, decided by the spawner before it forks A.
 
     Attributes:
         report_fd: Write end of the close-on-exec report pipe.
@@ -49,6 +56,8 @@ class Channels:
             (a spawn message with the output fd attached); EOF means "never mind".
         spawner_pidfd: A pidfd of the spawner, readable once the spawner has exited.
         init_fd: jobinit, opened close-on-exec by the spawner; B execs it (fexecve(3)).
+        world: The job's view of the host's files.
+        seccomp_filter: The filter B installs last (worker/seccomp.py).
         cgroup_procs: cgroup.procs files that B joins before it waits for the job (empty:
             B joins the job's own ones once it has the job).
     """
@@ -57,14 +66,16 @@ class Channels:
     control_fd: int
     spawner_pidfd: int
     init_fd: int
+    world: JobWorld
+    seccomp_filter: bytes
     cgroup_procs: tuple[str, ...] = ()
 
 
 class _StepFailed(Exception):
-    def __init__(self, step: str, err: OSError, detail: str) -> None:
+    def __init__(self, step: str, err: OSError | None, detail: str) -> None:
         super().__init__(step)
         self.step = step
-        self.errno = err.errno
+        self.errno = None if err is None else err.errno
         self.detail = detail
 
 
@@ -101,7 +112,7 @@ def run_intermediate(channels: Channels) -> NoReturn:
         _keep_only(
             {channels.report_fd, channels.control_fd, channels.spawner_pidfd, channels.init_fd}
         )
-        step, detail = "unshare", "pid, mount and network namespaces"
+        step, detail = "unshare", "pid, mount, network, IPC and UTS namespaces"
         # B polls this pidfd to learn that A has fully exited (see _isolate).
         own_pidfd = os.pidfd_open(os.getpid())
         linux.unshare(NAMESPACES)
@@ -119,7 +130,14 @@ def run_init(channels: Channels, parent_pidfd: int) -> NoReturn:
     """Runs process B, the namespace's PID 1: isolation, then the job, up to jobinit's exec."""
     try:
         _isolate(channels, parent_pidfd)
+        prepared = bool(channels.cgroup_procs)
+        if prepared:
+            _settle(channels.cgroup_procs, channels.world)
         job, output_fd = _receive_job(channels.control_fd)
+        if not prepared:
+            _settle(job.cgroup_procs, channels.world)
+        elif job.cgroup_procs != channels.cgroup_procs:
+            raise _StepFailed("cgroup", None, "a prepared sandbox got another cgroup's job")
         _enter_job(channels, job, output_fd)
         init_fd = channels.init_fd
         if init_fd == JOBINIT_REPORT_FD:
@@ -149,12 +167,9 @@ def _isolate(channels: Channels, parent_pidfd: int) -> None:
         # sees it. B reports itself, so a job is known even if A is killed after the fork.
         write_report(channels.report_fd, ReportPid(int(os.readlink("/proc/self"))))
         step, detail = "mount", "/"
-        # Private first, recursively: otherwise the proc mount below would propagate to the
+        # Private first, recursively: otherwise the job's mounts would propagate to the
         # host's shared "/" (mount_namespaces(7), "Shared subtrees").
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
-        # A proc mount shows the PID namespace of the process that mounts it (proc(5)).
-        detail = "/proc"
-        linux.mount("proc", "/proc", "proc", _FRESH_MOUNT_FLAGS)
         step, detail = "network", "lo"
         linux.set_interface_up("lo")
         step, detail = "setup", "waiting for the intermediate process to exit"
@@ -172,12 +187,16 @@ def _isolate(channels: Channels, parent_pidfd: int) -> None:
             linux.populate_private_writable()
     except OSError as err:
         raise _StepFailed(step, err, detail) from err
-    _join_cgroups(channels.cgroup_procs)
 
 
-def _join_cgroups(procs_files: tuple[str, ...]) -> None:
-    """Moves B into each cgroup; B is still its namespace's only process."""
-    detail = ""
+def _settle(procs_files: tuple[str, ...], world: JobWorld) -> None:
+    """Moves B into the job's cgroups and root; B is still its namespace's only process.
+
+    So the whole job is in its cgroups before the program's first instruction. The cgroup
+    namespace comes after the join: its root is the cgroup of whoever unshares it
+    (cgroup_namespaces(7)), and the job then sees its own cgroup as "/".
+    """
+    step, detail = "cgroup", ""
     try:
         # "0" means the writer (cgroup-v2.rst "cgroup.procs"; the v1 cgroups.txt accepts it).
         for detail in procs_files:
@@ -186,8 +205,12 @@ def _join_cgroups(procs_files: tuple[str, ...]) -> None:
                 os.write(fd, b"0")
             finally:
                 os.close(fd)
+        step, detail = "unshare", "cgroup namespace"
+        linux.unshare(linux.CLONE_NEWCGROUP)
+        step, detail = "root", f"the job's root from {world.root}"
+        job_root.enter(world)
     except OSError as err:
-        raise _StepFailed("cgroup", err, detail) from err
+        raise _StepFailed(step, err, detail) from err
 
 
 def _receive_job(control_fd: int) -> tuple[SpawnRequest, int]:
@@ -204,16 +227,9 @@ def _receive_job(control_fd: int) -> tuple[SpawnRequest, int]:
 
 def _enter_job(channels: Channels, job: SpawnRequest, output_fd: int) -> None:
     """B's steps for one job, in order; each failure raises _StepFailed naming the step."""
-    # B is still the only process of its namespace: joining now places the whole job in its
-    # cgroups before the program's first instruction. A prepared B is in them already.
-    if job.cgroup_procs != channels.cgroup_procs:
-        _join_cgroups(job.cgroup_procs)
-    step, detail = "mount", "/sys"
+    step, detail = "hostname", job.hostname
     try:
-        # After the cgroup join, which uses the host's /sys/fs/cgroup: a sysfs mount shows
-        # the network devices of the mounter's network namespace, so /sys/class/net lists
-        # only lo; read-only, and it hides the host's cgroup mounts from the job.
-        linux.mount("sysfs", "/sys", "sysfs", _FRESH_MOUNT_FLAGS | linux.MS_RDONLY)
+        socket.sethostname(job.hostname)  # In B's own UTS namespace.
         step, detail = "credentials", f"uid {job.uid} gid {job.gid}"
         # Own session and process group, so the job can be signalled as a group and has no
         # controlling terminal.
@@ -237,5 +253,9 @@ def _enter_job(channels: Channels, job: SpawnRequest, output_fd: int) -> None:
         os.dup2(null, 0)
         os.dup2(output_fd, 1)
         os.dup2(output_fd, 2)
+        step, detail = "seccomp", "the job's system call filter"
+        # Last: it denies what the steps above needed, and no_new_privs lets a process
+        # without capabilities install it (seccomp(2)). jobinit runs under it already.
+        seccomp.install(channels.seccomp_filter)
     except OSError as err:
         raise _StepFailed(step, err, detail) from err

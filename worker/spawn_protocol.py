@@ -67,6 +67,7 @@ class SpawnRequest:
         uid: User id the job runs as.
         gid: Group id the job runs as; supplementary groups are cleared.
         cgroup_procs: cgroup.procs files the job joins before its first instruction.
+        hostname: The hostname in the job's own UTS namespace.
     """
 
     argv: tuple[str, ...]
@@ -75,6 +76,7 @@ class SpawnRequest:
     uid: int
     gid: int
     cgroup_procs: tuple[str, ...]
+    hostname: str = "job"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -178,6 +180,7 @@ class Spawn(Message):
             uid=fields["uid"],
             gid=fields["gid"],
             cgroup_procs=tuple(fields["cgroup_procs"]),
+            hostname=fields["hostname"],
         )
         return cls(request_id=fields["request_id"], job=job, prepared=fields["prepared"])
 

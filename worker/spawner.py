@@ -18,7 +18,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from worker.config import JOBINIT
+from worker.config import JOBINIT, JobWorld
 from worker.errors import SpawnerLost, StartFailed
 from worker.record_sender import RecordSender
 from worker.spawn_protocol import (
@@ -61,16 +61,17 @@ class Spawner:
         self._reader = asyncio.create_task(self._read_loop(), name="spawner-reader")
 
     @classmethod
-    async def start(cls, init: Path = JOBINIT) -> Spawner:
+    async def start(cls, init: Path = JOBINIT, world: JobWorld | None = None) -> Spawner:
         """Launches the spawner process and waits until it is ready.
 
         Args:
             init: The jobinit binary that runs as PID 1 of every job.
+            world: The jobs' view of the host's files; JobWorld() by default.
 
         Raises:
             SpawnerLost: The spawner could not be started, for example without jobinit.
         """
-        return cls(*await launch(init))
+        return cls(*await launch(init, world or JobWorld()))
 
     @property
     def pid(self) -> int:

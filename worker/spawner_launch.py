@@ -14,14 +14,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from worker.config import JobWorld
 from worker.errors import SpawnerLost
 from worker.spawn_protocol import MAX_MESSAGE, SEND_BUFFER, Fatal, ProtocolError, Ready, decode
 
 # -I: ignore PYTHON* variables and the user site; -S: no site module. The daemon's sys.path
 # (Bazel runfiles, a zipapp, a venv) is handed over explicitly instead.
 _BOOTSTRAP = (
-    "import sys; sys.path[:0] = sys.argv[4:]; from worker.spawner_main import main; "
-    "main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])"
+    "import sys; sys.path[:0] = sys.argv[5:]; from worker.spawner_main import main; "
+    "main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4])"
 )
 # A fresh interpreter is ready in ~15 ms; this bounds a broken machine, not a slow one.
 _READY_TIMEOUT_S = 30.0
@@ -36,20 +37,21 @@ def describe_returncode(returncode: int | None) -> str:
     return f"exit status {returncode}"
 
 
-def _spawner_argv(sock_fd: int, init: Path) -> list[str]:
+def _spawner_argv(sock_fd: int, init: Path, world: JobWorld) -> list[str]:
     paths = [os.path.abspath(p) for p in sys.path]
     return [
         *(sys.executable, "-I", "-S", "-c", _BOOTSTRAP),
-        *(str(sock_fd), str(os.getpid()), os.path.abspath(init)),
+        *(str(sock_fd), str(os.getpid()), os.path.abspath(init), world.to_json()),
         *paths,
     ]
 
 
-async def launch(init: Path) -> tuple[asyncio.subprocess.Process, socket.socket]:
+async def launch(init: Path, world: JobWorld) -> tuple[asyncio.subprocess.Process, socket.socket]:
     """Starts the spawner and waits for its "ready" record.
 
     Args:
         init: The jobinit binary, which the spawner opens before it is ready.
+        world: The jobs' view of the host's files.
 
     Returns:
         The process and the daemon's end of the socketpair (non-blocking).
@@ -66,7 +68,7 @@ async def launch(init: Path) -> tuple[asyncio.subprocess.Process, socket.socket]
         # start_new_session: a terminal's Ctrl-C must not reach the spawner (and its
         # jobs) before the daemon has stopped them in order.
         process = await asyncio.create_subprocess_exec(
-            *_spawner_argv(theirs.fileno(), init),
+            *_spawner_argv(theirs.fileno(), init, world),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

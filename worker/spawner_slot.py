@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from worker.config import JobWorld
 from worker.errors import ManagerClosed
 from worker.spawner import Spawner
 
@@ -16,9 +17,10 @@ class SpawnerSlot:
     the dead one keep their reference to it until their supervisors have reported them.
     """
 
-    def __init__(self, init: Path) -> None:
-        """Starts nothing yet; spawners run ``init`` as PID 1 of every job."""
+    def __init__(self, init: Path, world: JobWorld) -> None:
+        """Starts nothing yet; spawners run ``init`` as PID 1 of jobs that see ``world``."""
         self._init = init
+        self._world = world
         self._spawner: Spawner | None = None
         # Guards replacing a dead spawner, which spans the await of starting a new one.
         self._lock = asyncio.Lock()
@@ -39,7 +41,7 @@ class SpawnerSlot:
             dead, self._spawner = self._spawner, None
             if dead is not None:
                 await dead.aclose()
-            self._spawner = await Spawner.start(self._init)
+            self._spawner = await Spawner.start(self._init, self._world)
             return self._spawner
 
     async def aclose(self) -> None:

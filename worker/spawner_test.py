@@ -15,6 +15,7 @@ from worker.testing_spawner import (
     children_of,
     is_alive,
     open_log,
+    procs_of,
     request,
     run,
     scratch_cgroup,
@@ -215,11 +216,22 @@ def _cgroup() -> Iterator[Path]:
 
 
 async def test_job_is_in_its_cgroup_from_the_start(tmp_path: Path, cgroup: Path) -> None:
-    job = request("/bin/cat", "/proc/self/cgroup", cgroup_procs=(str(cgroup / "cgroup.procs"),))
+    # The job's cgroup namespace was made by B once it had joined the cgroup, before it
+    # exec'd anything: so the program's first read of /proc/self/cgroup shows the namespace's
+    # root, "/", in every hierarchy; the host sees the same processes in the cgroup.
+    script = "cat /proc/self/cgroup; exec sleep 1000"
+    job = request("/bin/sh", "-c", script, cgroup_procs=(str(cgroup / "cgroup.procs"),))
     async with await Spawner.start() as spawner:
-        status, output = await run(spawner, job, tmp_path / "log")
-    assert status.exit_code == 0
-    assert f":/{cgroup.name}\n" in output
+        fd = open_log(tmp_path / "log")
+        pid = await spawner.spawn(job, fd)
+        os.close(fd)
+        assert await until(lambda: len(procs_of(cgroup)) == 2, 30)  # jobinit and sleep.
+        members = procs_of(cgroup)
+        await spawner.kill(pid, signal.SIGKILL)
+        await spawner.wait(pid)
+    assert pid in members
+    lines = small_text(tmp_path / "log").splitlines()
+    assert lines and all(line.endswith(":/") for line in lines), lines
 
 
 async def test_jobinit_takes_one_pid_of_the_limit(tmp_path: Path, cgroup: Path) -> None:
