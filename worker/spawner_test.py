@@ -219,18 +219,19 @@ async def test_job_is_in_its_cgroup_from_the_start(tmp_path: Path, cgroup: Path)
     # The job's cgroup namespace was made by B once it had joined the cgroup, before it
     # exec'd anything: so the program's first read of /proc/self/cgroup shows the namespace's
     # root, "/", in every hierarchy; the host sees the same processes in the cgroup.
-    script = "cat /proc/self/cgroup; exec sleep 1000"
+    script = "cat /proc/self/cgroup; echo done; exec sleep 1000"
     job = request("/bin/sh", "-c", script, cgroup_procs=(str(cgroup / "cgroup.procs"),))
     async with await Spawner.start() as spawner:
         fd = open_log(tmp_path / "log")
         pid = await spawner.spawn(job, fd)
         os.close(fd)
+        await wait_for_text(tmp_path / "log", "done\n")
         assert await until(lambda: len(procs_of(cgroup)) == 2, 30)  # jobinit and sleep.
         members = procs_of(cgroup)
         await spawner.kill(pid, signal.SIGKILL)
         await spawner.wait(pid)
     assert pid in members
-    lines = small_text(tmp_path / "log").splitlines()
+    *lines, done = small_text(tmp_path / "log").splitlines()
     assert lines and all(line.endswith(":/") for line in lines), lines
 
 

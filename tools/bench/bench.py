@@ -84,11 +84,17 @@ async def _run() -> None:
         stop, init_rss, init_private = await library_rows.stop_and_init_memory(
             work / "stop", min(n, 50)
         )
+        idle = await library_rows.idle_cost(work / "idle", 100)
         rows += [
             Row("1i stop() of sleep, grace 60 s", lat(stop), note="SIGTERM through jobinit"),
             Row(
                 "1j jobinit memory per running job",
                 f"RSS {init_rss:.0f} KiB, private {init_private:.0f} KiB",
+            ),
+            Row(
+                "1k idle cost of a running job (100 sleeping)",
+                f"{idle['available']:.0f} KiB of MemAvailable",
+                note=f"{idle['kernel']:.0f} KiB of it slab, kernel stacks and page tables",
             ),
         ]
         if isinstance(runc, Latency):

@@ -115,3 +115,34 @@ async def stop_and_init_memory(data_dir: Path, runs: int) -> tuple[Latency, floa
             await manager.stop(status.job_id, grace=60)
             stops.append(time.perf_counter() - begin)
     return Latency.of(stops), statistics.median(rss), statistics.median(private)
+
+
+def _meminfo_kib() -> dict[str, int]:
+    fields = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        name, _, value = line.partition(":")
+        fields[name] = int(value.split()[0])
+    return fields
+
+
+async def idle_cost(data_dir: Path, jobs: int) -> dict[str, float]:
+    """Starts ``jobs`` sleeping jobs and returns what each costs the host, in KiB.
+
+    "available" is the drop of MemAvailable per job (everything: processes, page tables,
+    the kernel's objects for the namespaces and the job's mounts); "kernel" the growth of
+    Slab, KernelStack and PageTables per job, the part no process's RSS shows.
+    """
+    kernel = ("Slab", "KernelStack", "PageTables")
+    spec = JobSpec(argv=("/bin/sleep", "300"), owner="bench")
+    async with JobManager(manager_config(data_dir)) as manager:
+        await asyncio.sleep(0.1)  # The spare is made.
+        before = _meminfo_kib()
+        started = [await manager.start(spec) for _ in range(jobs)]
+        await asyncio.sleep(0.5)  # Lazily freed and allocated objects settle.
+        after = _meminfo_kib()
+        for status in started:
+            await manager.stop(status.job_id, grace=5)
+    return {
+        "available": (before["MemAvailable"] - after["MemAvailable"]) / jobs,
+        "kernel": sum(after[k] - before[k] for k in kernel) / jobs,
+    }
