@@ -231,7 +231,8 @@ async def test_job_is_in_its_cgroup_from_the_start(tmp_path: Path, cgroup: Path)
         await spawner.kill(pid, signal.SIGKILL)
         await spawner.wait(pid)
     assert pid in members
-    *lines, done = small_text(tmp_path / "log").splitlines()
+    *lines, done_line = small_text(tmp_path / "log").splitlines()
+    assert done_line == "done"
     assert lines and all(line.endswith(":/") for line in lines), lines
 
 

@@ -56,6 +56,7 @@ _COLUMNS = (
     "id, owner, argv, env_names, cwd, limits, state, stop_reason, started_at, ended_at, "
     "exit_code, signal, core_dumped, oom_killed, usage, error"
 )
+_UPSERT = f"INSERT OR REPLACE INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * 16)})"
 
 
 class StoreError(Exception):
@@ -156,10 +157,7 @@ class JobStore:
             StoreError: The write failed (the database stays as it was).
         """
         row = _row(record)
-        await self._write(
-            lambda db: db.execute(f"INSERT OR REPLACE INTO jobs ({_COLUMNS}) VALUES "
-                                  f"({', '.join('?' * len(row))})", row)  # fmt: skip
-        )
+        await self._write(lambda db: db.execute(_UPSERT, row))
 
     async def _write(self, change: Callable[[sqlite3.Connection], Any]) -> None:
         done = self._loop.create_future()
