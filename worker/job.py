@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+from collections.abc import Awaitable, Callable
 
 from worker.cgroup.base import JobCgroup
 from worker.cgroup.teardown import kill_until_empty
@@ -61,6 +62,7 @@ class Job:
         spawner: Spawner,
         pid: int,
         tasks: TaskSet,
+        record: Callable[[JobStatus], Awaitable[None]],
     ) -> None:
         self.job_id = job_id
         self.spec = spec
@@ -73,6 +75,7 @@ class Job:
         # PID 1, even after the manager has replaced a dead spawner with a new one.
         self._spawner = spawner
         self._pid = pid
+        self._record = record
         self._started_at = utc_now()
         self._ended_at: datetime.datetime | None = None
         self._exit: ExitStatus | None = None
@@ -106,7 +109,17 @@ class Job:
 
     def status(self) -> JobStatus:
         """Returns a consistent snapshot, with the usage last read (see worker/usage.py)."""
-        final = self.finished.is_set()
+        return self._status(final=self.finished.is_set())
+
+    async def record(self) -> None:
+        """Makes the job's status as it is now durable in the job store.
+
+        Raises:
+            StoreError: The store could not write it.
+        """
+        await self._record(self.status())
+
+    def _status(self, *, final: bool) -> JobStatus:
         if not final:
             state = JobState.RUNNING
         elif self._failure is not None:
@@ -163,6 +176,11 @@ class Job:
                 self._failure = "supervising the job was cancelled before it exited"
             self.log.finish()  # Idempotent; skipped above only by a cancellation.
             self._ended_at = utc_now()
+            try:
+                # Durable before anyone can learn the job ended (finished wakes them).
+                await self._record(self._status(final=True))
+            except Exception as err:  # The job still becomes final; the status says why not.
+                self._problems.append(f"the job store did not record its end: {err}")
             self.finished.set()
 
     async def _release(self) -> None:

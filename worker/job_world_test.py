@@ -171,5 +171,5 @@ async def test_the_managers_data_directory_is_hidden_from_its_jobs(tmp_path: Pat
             await manager.wait(started.job_id)
             output = await read_all(manager, started.job_id)
             on_host = os.listdir(data)
-    assert on_host == ["logs"]  # The control: there is something to hide.
+    assert "logs" in on_host  # The control: there is something to hide.
     assert json.loads(output) == {str(data): []}

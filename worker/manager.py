@@ -11,25 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import math
 from collections.abc import AsyncGenerator
 from types import TracebackType
 from typing import Self
 
 from worker.cgroup import open_driver
-from worker.cgroup.base import CgroupDriver
 from worker.config import ManagerConfig
-from worker.errors import CgroupError, InvalidSpec, ManagerClosed
+from worker.errors import InvalidSpec, ManagerClosed
 from worker.inotify import LogWatcher
 from worker.job import Job
-from worker.job_table import JobTable
-from worker.launch import Launcher
+from worker.job_table import EndedJob, JobTable
+from worker.launch import Launcher, logs_dir, make_data_dirs
 from worker.limits import Limits
-from worker.spare import SpareKeeper
-from worker.spawner_slot import SpawnerSlot
+from worker.recovery import recover
 from worker.spec import JobSpec
 from worker.status import JobStatus, StopReason
+from worker.store import JobStore
 from worker.tasks import TaskSet
 from worker.usage import read_usage
 
@@ -49,37 +47,37 @@ class JobManager:
         # Every task the manager and its jobs create: supervisors, stop sequences, starts.
         self._tasks = TaskSet()
         self._starting: set[asyncio.Task[tuple[Job, JobStatus]]] = set()
-        self._driver: CgroupDriver | None = None
-        self._spares: SpareKeeper | None = None
         self._watcher: LogWatcher | None = None
         self._launcher: Launcher | None = None
-        # Jobs never see the manager's data: other jobs' logs live there.
-        world = config.world
-        world = dataclasses.replace(world, hidden=(str(config.data_dir), *world.hidden))
-        self._spawners = SpawnerSlot(config.init_path, world)
+        self._store: JobStore | None = None
         self._closing = False
         self._close_task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
-        """Prepares the data directory, the cgroups, the log watcher and the spawner.
+        """Prepares the data directory, the store, the cgroups, the log watcher, the spawner.
+
+        Jobs recorded in the store by earlier managers are in the table, ended.
 
         Raises:
             CgroupError: A required cgroup controller is missing or the sweep failed.
             OSError: The data directory cannot be created.
+            StoreError: The job store cannot be opened or written.
         """
         if self._closing or self._watcher is not None:
             raise ManagerClosed("a JobManager can be entered only once")
         try:
-            # The driver first: on cgroup v2 it moves this process into a leaf cgroup,
-            # which the spawner must inherit.
-            self._driver = open_driver(
-                root=self._config.cgroup_root, io_paths=self._config.io_paths
-            )
-            await self._driver.sweep()
+            make_data_dirs(self._config)
+            self._store, records = await JobStore.open(self._config.data_dir / "jobs.db")
+            # The driver before the spawner: on cgroup v2 it moves this process into a leaf
+            # cgroup, which the spawner must inherit.
+            driver = open_driver(root=self._config.cgroup_root, io_paths=self._config.io_paths)
             self._watcher = LogWatcher.open()
-            self._launcher = Launcher.prepare(self._config, self._watcher, self._tasks)
-            self._spares = SpareKeeper(self._driver)
-            self._spares.replenish(await self._spawners.live())
+            logs = logs_dir(self._config)
+            for ended in await recover(records, self._store, logs, self._watcher):
+                self._jobs.add(ended)
+            await driver.sweep()
+            self._launcher = Launcher(self._config, self._watcher, self._tasks, self._store, driver)
+            await self._launcher.open()
         except BaseException:
             await self.aclose()
             raise
@@ -153,7 +151,7 @@ class JobManager:
             raise InvalidSpec("grace", f"must be a finite number of seconds >= 0, got {grace}")
         return await self._stop(self._jobs.get(job_id), grace, StopReason.REQUESTED)
 
-    async def _stop(self, job: Job, grace: float, reason: StopReason) -> JobStatus:
+    async def _stop(self, job: Job | EndedJob, grace: float, reason: StopReason) -> JobStatus:
         stopping = job.begin_stop(grace, reason)
         if stopping is not None and not job.finished.is_set():
             await asyncio.shield(stopping)
@@ -259,21 +257,20 @@ class JobManager:
         await asyncio.gather(*self._starting, return_exceptions=True)
         grace = self._config.default_grace
         await asyncio.gather(
-            *(self._stop(job, grace, StopReason.SHUTDOWN) for job in self._jobs.owned_by(None)),
+            *(self._stop(job, grace, StopReason.SHUTDOWN) for job in self._jobs.running()),
             return_exceptions=True,
         )
-        # A job that could not be stopped dies with its spawner (PDEATHSIG), and its
-        # supervisor then reports it FAILED.
-        await self._spawners.aclose()
-        if self._spares is not None:
-            # Shutdown goes on: a cgroup left behind is removed by the next manager's sweep.
-            with contextlib.suppress(CgroupError):
-                await self._spares.aclose()
+        if self._launcher is not None:
+            # A job that could not be stopped dies with its spawner (PDEATHSIG), and its
+            # supervisor then reports it FAILED.
+            await self._launcher.aclose()
         await self._tasks.join()
         for job in self._jobs.owned_by(None):
             job.log.close()
         if self._watcher is not None:
             self._watcher.close()
+        if self._store is not None:
+            await self._store.aclose()
 
     def _check_open(self) -> None:
         if self._closing:
@@ -282,11 +279,8 @@ class JobManager:
             raise ManagerClosed("the job manager was not entered with 'async with'")
 
     async def _start(self, spec: JobSpec, limits: Limits) -> tuple[Job, JobStatus]:
-        assert self._spares and self._launcher
-        spawner = await self._spawners.live()
-        placement = await self._spares.place(spawner, limits)
-        job = await self._launcher.launch(placement, spec, limits, spawner)
-        self._spares.replenish_soon(spawner)
+        assert self._launcher
+        job = await self._launcher.launch(spec, limits)
         self._jobs.add(job)
         # Taken now: a quick job may be final by the time the caller of start() resumes.
         return job, job.status()

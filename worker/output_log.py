@@ -40,7 +40,7 @@ class OutputLog:
     kills the rest of the namespace first, pid_namespaces(7)), `close`, and `delete`.
     """
 
-    def __init__(self, path: Path, fd: int, watcher: LogWatcher) -> None:
+    def __init__(self, path: Path, fd: int | None, watcher: LogWatcher) -> None:
         self._path = path
         # Held only until `finish`: a log of an ended job costs no fd, however many ended
         # jobs the manager remembers; readers of a finished log open it by path instead.
@@ -69,6 +69,17 @@ class OutputLog:
         """
         fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         return cls(path, fd, watcher)
+
+    @classmethod
+    def finished_at(cls, path: Path, watcher: LogWatcher) -> OutputLog:
+        """Returns the finished log of a job that ended under an earlier manager.
+
+        Readers open it by path, as any finished log's (``_reopen``); it need not exist yet
+        to be read: a missing file is an error of the reader, not of the manager's start.
+        """
+        log = cls(path, None, watcher)
+        log.finish()
+        return log
 
     @property
     def path(self) -> Path:

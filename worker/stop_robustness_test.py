@@ -46,7 +46,9 @@ async def _sleeping_job(manager: JobManager) -> Job:
     started = await manager.start(job("/bin/sh", "-c", script))
     async with asyncio.timeout(_BOUND), contextlib.aclosing(manager.output(started.job_id)) as out:
         assert await anext(out) == b"ready\n"
-    return manager._jobs.get(started.job_id)
+    running = manager._jobs.get(started.job_id)
+    assert isinstance(running, Job)
+    return running
 
 
 def test_pidfd_open_failure_is_a_cgroup_error_and_leaks_no_pidfd(

@@ -8,6 +8,7 @@ import dataclasses
 import datetime
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ from worker.store import SCHEMA_VERSION, JobRecord, JobStore, StoreError
 _STARTED = datetime.datetime(2026, 12, 2, 12, 0, 0, 123456, tzinfo=datetime.UTC)
 
 
-def _record(job_id: str = "A" * 22, **changes: object) -> JobRecord:
+def _record(job_id: str = "A" * 22, **changes: Any) -> JobRecord:
     status = JobStatus(
         job_id=job_id,
         owner="alice",

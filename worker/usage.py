@@ -11,7 +11,7 @@ from worker.job import Job
 from worker.status import Usage
 
 
-async def read_usage(jobs: Sequence[Job]) -> None:
+async def read_usage(jobs: Sequence[object]) -> None:
     """Refreshes the usage of the running ``jobs``, reading their cgroups in a thread.
 
     cgroupfs reads are small but not free: under a burst of 50 concurrent starts on two cores
@@ -20,7 +20,7 @@ async def read_usage(jobs: Sequence[Job]) -> None:
     Raises:
         CgroupError: The usage of a job that is still running could not be read.
     """
-    running = [job for job in jobs if not job.exited.is_set()]
+    running = [job for job in jobs if isinstance(job, Job) and not job.exited.is_set()]
     if not running:
         return
     results = await asyncio.to_thread(_usages, [job.cgroup for job in running])
